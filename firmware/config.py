@@ -1,0 +1,364 @@
+# Configuration keys: OCPP 1.6 chapter 9 (Core, Local Auth List Management,
+# Reservation, Smart Charging; Firmware Management and the MessageTimeout and
+# StopTransactionMaxMeterValues keys from the errata sheet v4), AuthorizationKey
+# and SecurityProfile from the security whitepaper, and our own station
+# settings. Only the values that differ from the defaults are stored, in the
+# "config" file of a storage.Store.
+#
+# The table is one string (one object in RAM, nothing when frozen): a line per
+# key, "<name> <type><access> <limits> [<default>]":
+#   type    b boolean, i integer, s string, l comma separated list (CSL)
+#   access  nothing: read-write; R: read-only for the CSMS (we may set it
+#           locally); W: write-only (never shown); !: takes effect after a reboot
+#   limits  i: min-max; s: max length; b: -; l: the allowed members, or
+#           "measurand" (optionally with a phase: Voltage.L1) or "rotation"
+#           (optionally per connector: 0.RST). A list holds at most
+#           <name>MaxLength items if that key exists, else as many as it has
+#           members.
+import log
+
+_TAG = "config"
+
+_T = (
+    "\n"
+    # Core profile
+    "AllowOfflineTxForUnknownId b - false\n"
+    "AuthorizationCacheEnabled b - true\n"
+    "AuthorizeRemoteTxRequests b - false\n"
+    "BlinkRepeat i 0-100 3\n"
+    "ClockAlignedDataInterval i 0-86400 900\n"
+    "ConnectionTimeOut i 0-3600 60\n"
+    "ConnectorPhaseRotation l rotation Unknown\n"
+    "ConnectorPhaseRotationMaxLength iR 0-100 4\n"
+    "GetConfigurationMaxKeys iR 1-1000 64\n"
+    "HeartbeatInterval i 0-86400 300\n"
+    "LightIntensity i 0-100 100\n"
+    "LocalAuthorizeOffline b - true\n"
+    "LocalPreAuthorize b - false\n"
+    "MaxEnergyOnInvalidId i 0-1000000000 0\n"
+    "MessageTimeout i 1-3600 30\n"
+    "MeterValuesAlignedData l measurand Energy.Active.Import.Register\n"
+    "MeterValuesAlignedDataMaxLength iR 0-100 8\n"
+    "MeterValuesSampledData l measurand Energy.Active.Import.Register,Power.Active.Import\n"
+    "MeterValuesSampledDataMaxLength iR 0-100 8\n"
+    "MeterValueSampleInterval i 0-86400 60\n"
+    "MinimumStatusDuration i 0-3600 0\n"
+    "NumberOfConnectors iR 1-100 1\n"
+    "ResetRetries i 0-100 1\n"
+    "StopTransactionMaxMeterValues iR 2-10000 20\n"
+    "StopTransactionOnEVSideDisconnect b - true\n"
+    "StopTransactionOnInvalidId b - true\n"
+    "StopTxnAlignedData l measurand\n"
+    "StopTxnAlignedDataMaxLength iR 0-100 8\n"
+    "StopTxnSampledData l measurand\n"
+    "StopTxnSampledDataMaxLength iR 0-100 8\n"
+    "SupportedFeatureProfiles lR Core,FirmwareManagement,LocalAuthListManagement,Reservation,SmartCharging,RemoteTrigger"
+    " Core,FirmwareManagement,LocalAuthListManagement,Reservation,SmartCharging,RemoteTrigger\n"
+    "SupportedFeatureProfilesMaxLength iR 6-6 6\n"
+    "TransactionMessageAttempts i 0-100 3\n"
+    "TransactionMessageRetryInterval i 0-86400 60\n"
+    "UnlockConnectorOnEVSideDisconnect b - true\n"
+    "WebSocketPingInterval i 0-86400 60\n"
+    # Local Auth List Management profile
+    "LocalAuthListEnabled b - true\n"
+    "LocalAuthListMaxLength iR 0-10000 100\n"
+    "SendLocalListMaxLength iR 0-10000 20\n"
+    # Reservation profile
+    "ReserveConnectorZeroSupported bR - false\n"
+    # Smart Charging profile
+    "ChargeProfileMaxStackLevel iR 0-100 3\n"
+    "ChargingScheduleAllowedChargingRateUnit lR Current,Power Current,Power\n"
+    "ChargingScheduleMaxPeriods iR 1-1000 24\n"
+    "ConnectorSwitch3to1PhaseSupported bR - false\n"
+    "MaxChargingProfilesInstalled iR 1-1000 8\n"
+    # Firmware Management profile
+    "SupportedFileTransferProtocols lR FTP,FTPS,HTTP,HTTPS HTTP,HTTPS\n"
+    # Security whitepaper
+    "AuthorizationKey sW 40\n"
+    "SecurityProfile i 0-3 0\n"
+    # Station settings (vendor keys)
+    "CsmsUrl s! 256\n"
+    "ChargePointId sR! 48\n"
+    "ChargePointVendor sR 20 Generic\n"
+    "ChargePointModel sR 20 Generic\n"
+    "ChargePointSerialNumber sR 25\n"
+    "ChargeBoxSerialNumber sR 25\n"
+    "LogFrames b - false\n"
+    "BootRetryInterval i 1-3600 60\n"
+)
+
+_MEAS = (
+    ",Current.Export,Current.Import,Current.Offered,Energy.Active.Export.Register"
+    ",Energy.Active.Import.Register,Energy.Reactive.Export.Register"
+    ",Energy.Reactive.Import.Register,Energy.Active.Export.Interval"
+    ",Energy.Active.Import.Interval,Energy.Reactive.Export.Interval"
+    ",Energy.Reactive.Import.Interval,Frequency,Power.Active.Export"
+    ",Power.Active.Import,Power.Factor,Power.Offered,Power.Reactive.Export"
+    ",Power.Reactive.Import,RPM,SoC,Temperature,Voltage,"
+)
+_PHASES = ",L1,L2,L3,N,L1-N,L2-N,L3-N,L1-L2,L2-L3,L3-L1,"
+_ROT = ",NotApplicable,Unknown,RST,RTS,SRT,STR,TRS,TSR,"
+
+
+def _at(s, w, a, b):
+    # -> index of the word w in s, between the separators a and b; -1 if absent
+    if not isinstance(w, str) or not w or a in w or b in w:
+        return -1
+    n = len(w)
+    i = s.find(w)
+    while i > 0:
+        if s.startswith(a, i - 1) and s.startswith(b, i + n):
+            return i
+        i = s.find(w, i + 1)
+    return -1
+
+
+def _row(key):
+    # -> index of key's line in _T, -1 if unknown. Keys are CiString50, so a
+    # key in another case is found too (slowly: only for unusual requests).
+    i = _at(_T, key, "\n", " ")
+    if i < 0 and isinstance(key, str):
+        i = _at(_T.lower(), key.lower(), "\n", " ")
+    return i
+
+
+def _num(i):
+    # line index -> key number
+    return _T.count("\n", 0, i) - 1
+
+
+def _fields(i):
+    # line index -> [name, type+access, limits, default]
+    f = _T[i : _T.find("\n", i)].split(" ")
+    if len(f) < 4:
+        f.append("")
+    return f
+
+
+def _lines():
+    i = 1
+    while i < len(_T):
+        yield i
+        i = _T.find("\n", i) + 1
+
+
+def _split(s):
+    return [x.strip() for x in s.split(",")] if s.strip() else []
+
+
+def _digits(s):
+    for c in s:
+        if c < "0" or c > "9":
+            return False
+    return len(s) > 0
+
+
+def _printable(s, bad):
+    for c in s:
+        if c < " " or c > "~" or c in bad:
+            return False
+    return True
+
+
+def _parse(t, v):
+    # v, a string as the CSMS sends it or a typed value -> typed value for
+    # type t, or None
+    if t == "b":
+        if isinstance(v, str):
+            v = v.lower()
+            return True if v == "true" else False if v == "false" else None
+        return v if v is True or v is False else None
+    if t == "i":
+        if isinstance(v, str):
+            if len(v) > 11 or not _digits(v[1:] if v[:1] in ("-", "+") else v):
+                return None
+            return int(v)
+        return None if v is True or v is False or not isinstance(v, int) else v
+    if t == "s":
+        return v if isinstance(v, str) else None
+    if isinstance(v, str):
+        return _split(v)
+    return list(v) if isinstance(v, (list, tuple)) else None
+
+
+def _text(v):
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if isinstance(v, list):
+        return ",".join(v)
+    return str(v)
+
+
+class Config:
+    def __init__(self, store, defaults=None):
+        self._store = store
+        self._ls = []  # listeners fn(key, value)
+        self._cs = []  # checks fn(key, value) -> False rejects
+        self._d = {}  # board defaults: key number -> typed value
+        self._v = [_parse(f[1][0], f[3]) for f in map(_fields, _lines())]
+        if defaults:
+            self._apply(defaults, "board default")
+            for k in defaults:
+                i = _row(k)
+                if i > 0:
+                    j = _num(i)
+                    self._d[j] = self._v[j]
+        self._apply(store.load("config", {}), "stored value")
+
+    def _apply(self, src, what):
+        if not isinstance(src, dict):
+            log.warn(_TAG, "ignored %s: not a dict" % what)
+            return
+        for lists in (False, True):  # lists last: they check against *MaxLength
+            for k in src:
+                i = _row(k)
+                if i < 0:
+                    if lists:
+                        log.warn(_TAG, "ignored %s for unknown key %s" % (what, k))
+                    continue
+                f = _fields(i)
+                if (f[1][0] == "l") != lists:
+                    continue
+                v = self._val(f, src[k])
+                if v is None:
+                    log.warn(_TAG, "ignored invalid %s %s=%s" % (what, k, src[k]))
+                else:
+                    self._v[_num(i)] = v
+
+    def get(self, key):
+        # -> typed value; a list for list keys (shared: do not modify it)
+        i = _at(_T, key, "\n", " ")
+        if i < 0:
+            raise KeyError(key)
+        return self._v[_T.count("\n", 0, i) - 1]
+
+    def listen(self, fn):
+        # fn(key, typed value) after each accepted change
+        self._ls.append(fn)
+
+    def check(self, fn):
+        # fn(key, typed value) returning False rejects a change, e.g. measurands
+        # the meter cannot deliver (errata 3.14.4) or SecurityProfile 2/3
+        # without the certificates (whitepaper A05.FR.03/04).
+        self._cs.append(fn)
+
+    def _val(self, f, v):
+        # -> typed value if v is valid for the key of fields f, else None
+        t = f[1][0]
+        a = f[2]
+        v = _parse(t, v)
+        if v is None or t == "b":
+            return v
+        if t == "i":
+            k = a.find("-")
+            return v if int(a[:k]) <= v <= int(a[k + 1 :]) else None
+        n = f[0]
+        if t == "s":
+            if len(v) > int(a):
+                return None
+            if n == "CsmsUrl":
+                k = 5 if v.startswith("ws://") else 6 if v.startswith("wss://") else 0
+                ok = k and len(v) > k and v[k] != "/" and _printable(v, " ")
+            elif n == "ChargePointId":
+                ok = v and _printable(v, ":/")
+            elif n == "AuthorizationKey":  # whitepaper 7.2: at least 16 bytes
+                ok = len(v) >= 16 and _printable(v, " ")
+            else:
+                ok = _printable(v, "")
+            return v if ok else None
+        ms = _MEAS if a == "measurand" else _ROT if a == "rotation" else "," + a + ","
+        k = _row(n + "MaxLength")
+        if len(v) > (self._v[_num(k)] if k > 0 else ms.count(",") - 1):
+            return None
+        for x in v:
+            if not isinstance(x, str):
+                return None
+            if _at(ms, x, ",", ",") > 0:
+                continue
+            k = x.rfind(".")
+            if k < 1:
+                return None
+            if a == "measurand":
+                if _at(ms, x[:k], ",", ",") < 0 or _at(_PHASES, x[k + 1 :], ",", ",") < 0:
+                    return None
+            elif a != "rotation" or _at(ms, x[k + 1 :], ",", ",") < 0 or not _digits(x[:k]) or int(x[:k]) > self.get("NumberOfConnectors"):
+                return None
+        return v
+
+    def set(self, key, value, from_csms=True):
+        # -> "Accepted" | "Rejected" | "RebootRequired" | "NotSupported"
+        i = _row(key)
+        if i < 0:
+            return "NotSupported"
+        f = _fields(i)
+        key = f[0]
+        fl = f[1]
+        j = _num(i)
+        if from_csms and "R" in fl:
+            log.warn(_TAG, "CSMS tried to change read-only %s" % key)
+            return "Rejected"
+        v = self._val(f, value)
+        if v is not None and from_csms and key == "SecurityProfile":
+            # whitepaper A05.FR.01/02: only upwards, 1 and 2 need a password
+            if v <= self._v[j] or (v < 3 and not self.get("AuthorizationKey")):
+                v = None
+        if v is not None:
+            for fn in self._cs:
+                try:
+                    if fn(key, v) is False:
+                        v = None
+                        break
+                except Exception as e:
+                    log.exc(_TAG, "check of %s failed" % key, e)
+                    v = None
+                    break
+        if v is None:
+            log.warn(_TAG, "rejected %s=%s" % (key, "(hidden)" if "W" in fl else value))
+            return "Rejected"
+        old = self._v[j]
+        if v == old:
+            return "Accepted"
+        self._v[j] = v
+        try:
+            self._save()
+        except Exception as e:
+            log.exc(_TAG, "cannot store %s" % key, e)
+            self._v[j] = old
+            return "Rejected"
+        log.info(_TAG, "%s = %s" % (key, "(hidden)" if "W" in fl else _text(v)))
+        for fn in self._ls:
+            try:
+                fn(key, v)
+            except Exception as e:
+                log.exc(_TAG, "listener for %s failed" % key, e)
+        return "RebootRequired" if "!" in fl else "Accepted"
+
+    def _save(self):
+        # Only what differs from the (board) defaults goes to flash.
+        d = {}
+        v = self._v
+        j = 0
+        for i in _lines():
+            f = _fields(i)
+            if v[j] != (self._d[j] if j in self._d else _parse(f[1][0], f[3])):
+                d[f[0]] = v[j]
+            j += 1
+        self._store.save("config", d)
+
+    def items(self, keys=None):
+        # GetConfiguration: -> (known, unknown); all keys when keys is empty.
+        known = []
+        unknown = []
+        for k in keys or _lines():
+            i = _row(k) if keys else k
+            if i < 0:
+                unknown.append(k)
+                continue
+            f = _fields(i)
+            kv = {"key": f[0], "readonly": "R" in f[1]}
+            if "W" not in f[1]:
+                kv["value"] = _text(self._v[_num(i)])
+            known.append(kv)
+        return known, unknown

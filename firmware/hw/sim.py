@@ -1,0 +1,62 @@
+# Simulated hardware for the unix board: a contactor that logs its state and a
+# meter whose energy register integrates the vehicle's load while the contactor
+# is closed. The station model uses them exactly like the real ports.
+import time
+import log
+
+
+class SimContactor:
+    def __init__(self, connector_id):
+        self.connector_id = connector_id
+        self.closed = False
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            log.info("contactor", "connector %d: contactor closed, power on" % self.connector_id)
+
+    def open(self):
+        if self.closed:
+            self.closed = False
+            log.info("contactor", "connector %d: contactor open, power off" % self.connector_id)
+
+
+class SimMeter:
+    # A three-phase meter. `load` is the current the vehicle would draw (A per
+    # phase); the register persists in a host file so it survives restarts,
+    # as a real meter's does.
+    def __init__(self, contactor, state_file=None, phases=3, volts=230.0):
+        self.contactor = contactor
+        self.state_file = state_file
+        self.phases = phases
+        self.volts = volts
+        self.load = 0.0
+        self.energy = 0.0  # Wh
+        self._saved = 0
+        self._last = time.ticks_ms()
+        if state_file:
+            try:
+                with open(state_file) as f:
+                    self.energy = float(f.read())
+                    self._saved = int(self.energy)
+            except (OSError, ValueError):
+                pass
+
+    async def read(self):
+        now = time.ticks_ms()
+        dt = time.ticks_diff(now, self._last) / 3600000  # hours
+        self._last = now
+        amps = self.load if self.contactor.closed else 0.0
+        power = amps * self.volts * self.phases
+        self.energy += power * dt
+        if self.state_file and int(self.energy) != self._saved:
+            self._saved = int(self.energy)
+            with open(self.state_file, "w") as f:
+                f.write(str(self.energy))
+        return {
+            "Energy.Active.Import.Register": self.energy,
+            "Power.Active.Import": power,
+            "Current.Import": (amps,) * self.phases,
+            "Voltage": (self.volts,) * self.phases,
+            "Frequency": 50.0,
+        }

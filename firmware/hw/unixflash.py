@@ -1,0 +1,116 @@
+# Emulated flash for the unix port: a LittleFS v2 block device backed by
+# <data_dir>/flash.img, so the firmware sees the same file system as on boards.
+# Every write goes straight to the image file (FileIO is unbuffered; we flush
+# anyway), so a SIGKILL loses nothing that LittleFS has written.
+#
+# Power-cut hook: set dev.cut_after_writes = N (or the environment variable
+# FLASH_CUT_AFTER_WRITES=N before mount) and every block write or erase after
+# the N-th write is silently dropped, as if the power had gone.
+import os
+from micropython import const
+import log
+
+_BS = const(4096)
+_TAG = "flash"
+
+dev = None  # the mounted device, for tests (dev.writes, dev.cut_after_writes)
+
+
+class Flash:
+    def __init__(self, path, blocks=512):
+        self.writes = 0  # writeblocks calls so far
+        self.erases = 0
+        self.cut = False  # True once the emulated power cut dropped a write
+        self._ff = b"\xff" * _BS  # an erased block reads as 0xff
+        n = os.getenv("FLASH_CUT_AFTER_WRITES")
+        self.cut_after_writes = int(n) if n else None
+        try:
+            size = os.stat(path)[6]
+        except OSError:
+            size = -1
+        if size > 0 and size % _BS == 0:
+            blocks = size // _BS  # keep an existing image as it is
+            self._f = open(path, "r+b")
+        else:
+            if size >= 0:
+                log.warn(_TAG, "image %s has a bad size (%d), recreating" % (path, size))
+            self._f = f = open(path, "w+b")
+            for _ in range(blocks):
+                f.write(self._ff)
+            f.flush()
+        self.blocks = blocks
+
+    def _dead(self):
+        c = self.cut_after_writes
+        if c is not None and self.writes >= c:
+            self.cut = True
+            return True
+        return False
+
+    def readblocks(self, n, buf, offset=0):
+        f = self._f
+        f.seek(n * _BS + offset)
+        f.readinto(buf)
+
+    def writeblocks(self, n, buf, offset=0):
+        if self._dead():
+            return
+        self.writes += 1
+        f = self._f
+        f.seek(n * _BS + offset)
+        f.write(buf)
+        f.flush()
+
+    def ioctl(self, op, arg):
+        if op == 4:  # block count
+            return self.blocks
+        if op == 5:  # block size
+            return _BS
+        if op == 6:  # erase block
+            if not self._dead():
+                self.erases += 1
+                f = self._f
+                f.seek(arg * _BS)
+                f.write(self._ff)
+                f.flush()
+            return 0
+        if op == 3:  # sync
+            self._f.flush()
+        return 0  # 1 init, 2 deinit, 3 sync
+
+    def close(self):
+        self._f.close()
+
+
+def _mkdirs(path):
+    p = ""
+    for part in path.split("/"):
+        p = p + part + "/" if p or part else "/"
+        if part:
+            try:
+                os.mkdir(p[:-1])
+            except OSError:
+                pass  # exists
+
+
+def mount(data_dir, mountpoint="/flash", blocks=512):
+    global dev
+    data_dir = data_dir.rstrip("/") or "/"
+    _mkdirs(data_dir)
+    path = data_dir + "/flash.img"
+    try:
+        os.umount(mountpoint)  # mounted twice in one process: replace it
+    except OSError:
+        pass
+    if dev is not None:
+        dev.close()
+        dev = None
+    d = Flash(path, blocks)
+    try:
+        os.mount(os.VfsLfs2(d), mountpoint)
+    except OSError as e:
+        log.warn(_TAG, "no file system on %s (%s), formatting %d KB" % (path, e, d.blocks * _BS // 1024))
+        os.VfsLfs2.mkfs(d)
+        os.mount(os.VfsLfs2(d), mountpoint)
+    dev = d
+    return mountpoint

@@ -1,0 +1,121 @@
+# Boot: load the board file and the stored configuration, build the hardware
+# ports, the station model and the OCPP session, then run the event loop.
+#
+# On the unix port (simulator / Linux controller):
+#   micropython firmware/main.py --board boards/unix --data DIR --csms URL --cp ID [--frames]
+# On a microcontroller the same file runs with board.json at the flash root.
+import sys
+import gc
+import json
+import asyncio
+import log
+import clock
+from storage import Store
+from config import Config
+from station import Station, Connector
+
+_OPTIONS = {"--board": "board", "--data": "data", "--csms": "CsmsUrl", "--cp": "ChargePointId", "--ca": "ca"}
+
+
+def parse_args(argv):
+    opts = {}
+    i = 1
+    while i < len(argv):
+        a = argv[i]
+        if a == "--frames":
+            opts["frames"] = True
+        elif a in _OPTIONS and i + 1 < len(argv):
+            opts[_OPTIONS[a]] = argv[i + 1]
+            i += 1
+        else:
+            raise ValueError("unknown option %s; use --board DIR --data DIR --csms URL --cp ID [--ca FILE] [--frames]" % a)
+        i += 1
+    return opts
+
+
+def load_board(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def build_connectors(board, data):
+    # One Connector per entry in the board file, with its hardware ports.
+    connectors = [Connector(0)]
+    meters = {}
+    for i, spec in enumerate(board["connectors"]):
+        cid = i + 1
+        kind = spec.get("hardware", "sim")
+        if kind == "sim":
+            from hw.sim import SimContactor, SimMeter
+            contactor = SimContactor(cid)
+            state = data + "/meter%d.txt" % cid if data else None
+            meter = SimMeter(contactor, state, spec.get("phases", 3), spec.get("volts", 230.0))
+        else:
+            raise ValueError("connector %d: unknown hardware %r in board file" % (cid, kind))
+        meters[cid] = meter
+        connectors.append(Connector(cid, meter, contactor))
+    return connectors, meters
+
+
+def tls_loader(cafile):
+    # Builds the TLS context for wss:// from the CA file (PEM or DER).
+    def make():
+        import ws
+        with open(cafile, "rb") as f:
+            raw = f.read()
+        cas = ws.pem_to_der(raw.decode()) if raw.startswith(b"-----") else [raw]
+        return ws.tls_context(cas)
+    return make if cafile else None
+
+
+async def run(opts):
+    board_dir = opts.get("board", "")
+    board = load_board((board_dir + "/" if board_dir else "") + "board.json")
+    data = opts.get("data")
+    if data:  # unix port: the emulated flash is a LittleFS image inside DATA
+        from hw import unixflash
+        root = unixflash.mount(data)
+    else:
+        root = ""
+    store = Store(root)
+    config = Config(store, board.get("config"))
+    for key in ("CsmsUrl", "ChargePointId"):
+        if key in opts:
+            status = config.set(key, opts[key], False)
+            if status not in ("Accepted", "RebootRequired"):
+                log.error("boot", "%s %r is not valid: %s" % (key, opts[key], status))
+                return 2
+    if opts.get("frames") or config.get("LogFrames"):
+        log.level = log.FRAME
+    log.info("boot", "charge point %s, board %s, CSMS %s" % (
+        config.get("ChargePointId"), board.get("name", "?"), config.get("CsmsUrl")))
+
+    connectors, meters = build_connectors(board, data)
+    station = Station(config, connectors)
+    from ocpp.v16.chargepoint import ChargePoint
+    from ocpp import link
+    cp = ChargePoint(station, config, board.get("boot", {}))
+    gc.collect()
+
+    asyncio.create_task(station.poll_meters())
+    asyncio.create_task(cp.sample_meters())
+    asyncio.create_task(link.supervise(cp, config, tls_loader(opts.get("ca"))))
+    if board.get("console"):
+        from hw import console
+        await console.run(station, config, cp, meters)
+        return 0
+    while True:
+        await asyncio.sleep(3600)
+
+
+def main():
+    try:
+        opts = parse_args(getattr(sys, "argv", []))
+    except ValueError as e:
+        log.error("boot", str(e))
+        sys.exit(2)
+    code = asyncio.run(run(opts))
+    sys.exit(code or 0)
+
+
+main()

@@ -1,0 +1,1 @@
+# OCPP-J client side of the firmware.

@@ -1,0 +1,257 @@
+# OCPP-J 1.6 payload checks against the official JSON schemas (core + security extension).
+#
+#   check(action, payload, response=False) -> None when valid, else (error_code, description)
+#
+# The schemas are compiled by tools/gen_tables.py into ocpp/v16/tables.py (the encoding is
+# described in that tool). This module walks those strings in place: on the success path it
+# allocates nothing except the floats that number fields need. It only walks what the schema describes, so the
+# recursion depth is bounded by the schemas (5 levels), whatever the payload holds.
+#
+# Error codes (OCPP-J 1.6 section 4.2.3, spelled as the spec does):
+#   FormationViolation            payload is not a JSON object; property not in the PDU
+#   OccurenceConstraintViolation  required property missing; array shorter than minItems
+#   TypeConstraintViolation       wrong JSON type. "integer" takes an int only: not a bool and
+#                                 not an integral float (1.0), as in JSON schema draft 4 (which
+#                                 the ocpp reference implementation applies to every 1.6 schema)
+#   PropertyConstraintViolation   value not in the enum, string longer than maxLength, number
+#                                 below minimum or not a multipleOf (tolerance of a few float
+#                                 ulps), non-finite number, date-time not RFC 3339
+#   NotImplemented                unknown action
+# The first problem found is reported; properties are checked in payload order, then the
+# required ones. Descriptions name the field path, e.g. "idTag: longer than 20 characters",
+# "chargingProfile.chargingSchedule.chargingSchedulePeriod[0].limit: must be a number".
+#
+# date-time: RFC 3339 "YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)", T/Z in either case,
+# real calendar dates (leap years), second 60 allowed (leap second), at most 40 characters.
+# A time without offset (ISO 8601 local time) is rejected. format "uri" is not checked.
+from .v16 import tables as _t
+
+FORMATION = "FormationViolation"
+OCCURENCE = "OccurenceConstraintViolation"
+TYPE = "TypeConstraintViolation"
+PROPERTY = "PropertyConstraintViolation"
+NOT_IMPLEMENTED = "NotImplemented"
+
+# relative tolerance for multipleOf: a few ulps of the port's float (single on most boards)
+_TOL = 1e-9 if 1.0 + 1e-12 != 1.0 else 1e-6
+_DIM = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_PAGE = _t.PAGE
+_AL = len(_t.A)
+
+
+def _ix(ch):
+    # code character -> 0..91 (chr(33 + i) with ":" and "|" skipped)
+    o = ord(ch) - 33
+    if o > 25:
+        o -= 1
+    if o > 89:
+        o -= 1
+    return o
+
+
+def _pos(s, p):
+    # item position encoded by the two code characters at s[p]
+    return _ix(s[p]) * 92 + _ix(s[p + 1])
+
+
+def _find(s, a, b, k):
+    # position of the spec after " k:" within s[a:b], or -1
+    n = len(k)
+    if n == 0 or ":" in k:
+        return -1
+    i = s.find(k, a, b)
+    while i > a:
+        j = i + n
+        if j < b and s[i - 1] == " " and s[j] == ":":
+            return j + 1
+        i = s.find(k, i + 1, b)
+    return -1
+
+
+def _enum(pos, v):
+    n = len(v)
+    if n == 0 or " " in v:
+        return False
+    pg = _t.S[pos // _PAGE]
+    a = pos % _PAGE
+    b = pg.find("|", a)
+    i = pg.find(v, a, b)
+    while i > a:
+        if pg[i - 1] == " " and pg[i + n] == " ":
+            return True
+        i = pg.find(v, i + 1, b)
+    return False
+
+
+def _num(s, i, w):
+    n = 0
+    for j in range(i, i + w):
+        c = s[j]
+        if c < "0" or c > "9":
+            return -1
+        n = n * 10 + ord(c) - 48
+    return n
+
+
+def _dt(s):
+    n = len(s)
+    if n < 20 or n > 40:
+        return False
+    if s[4] != "-" or s[7] != "-" or s[10] not in "Tt" or s[13] != ":" or s[16] != ":":
+        return False
+    y = _num(s, 0, 4)
+    mo = _num(s, 5, 2)
+    d = _num(s, 8, 2)
+    if y < 0 or mo < 1 or mo > 12 or d < 1:
+        return False
+    if d > _DIM[mo - 1]:
+        if not (mo == 2 and d == 29 and y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)):
+            return False
+    h = _num(s, 11, 2)
+    mi = _num(s, 14, 2)
+    se = _num(s, 17, 2)
+    if h < 0 or h > 23 or mi < 0 or mi > 59 or se < 0 or se > 60:
+        return False
+    i = 19
+    if s[i] == ".":
+        i += 1
+        while i < n and "0" <= s[i] <= "9":
+            i += 1
+        if i == 20 or i >= n:
+            return False
+    c = s[i]
+    if c in "Zz":
+        return i == n - 1
+    if c in "+-" and i + 6 == n and s[i + 3] == ":":
+        oh = _num(s, i + 1, 2)
+        om = _num(s, i + 4, 2)
+        return 0 <= oh <= 23 and 0 <= om <= 59
+    return False
+
+
+def _val(s, p, v):
+    # check value v against the spec at s[p]; None or (code, path suffix, message)
+    t = s[p]
+    j = p + 1
+    if t in "sS":
+        if not isinstance(v, str):
+            return (TYPE, "", "must be a string")
+        while True:
+            c = s[j]
+            if c == "<":
+                m = _t.P[_ix(s[j + 1])]
+                if len(v) > m:
+                    return (PROPERTY, "", "longer than %d characters" % m)
+                j += 2
+            elif c == "=":
+                if not _enum(_pos(s, j + 1), v):
+                    return (PROPERTY, "", "not an allowed value")
+                j += 3
+            elif c == "@":
+                if not _dt(v):
+                    return (PROPERTY, "", "not an RFC 3339 date-time")
+                j += 1
+            else:
+                return None
+    if t in "iInN":
+        if type(v) is not int:
+            if t in "iI":
+                return (TYPE, "", "must be an integer")
+            if type(v) is not float:
+                return (TYPE, "", "must be a number")
+            if v - v != 0:
+                return (PROPERTY, "", "not a finite number")
+        while True:
+            c = s[j]
+            if c == ">":
+                m = _t.P[_ix(s[j + 1])]
+                if v < m:
+                    return (PROPERTY, "", "below %s" % m)
+            elif c == "%":
+                m = _t.P[_ix(s[j + 1])]
+                try:
+                    q = v / m
+                except (OverflowError, ZeroDivisionError):
+                    q = None
+                if q is None or q - q != 0:
+                    return (PROPERTY, "", "not a multiple of %s" % m)
+                f = q % 1.0
+                if f > 0.5:
+                    f = 1.0 - f
+                if q < 0:
+                    q = -q
+                if f > _TOL * (q if q > 1 else 1):
+                    return (PROPERTY, "", "not a multiple of %s" % m)
+            else:
+                return None
+            j += 2
+    if t in "bB":
+        if v is True or v is False:
+            return None
+        return (TYPE, "", "must be a boolean")
+    if t in "oO":
+        if not isinstance(v, dict):
+            return (TYPE, "", "must be an object")
+        r = _obj(_pos(s, j), v)
+        if r:
+            return (r[0], "." + r[1], r[2])
+        return None
+    if t in "aA":
+        if not isinstance(v, list):
+            return (TYPE, "", "must be an array")
+        if s[j] == "#":
+            m = _t.P[_ix(s[j + 1])]
+            if len(v) < m:
+                return (OCCURENCE, "", "fewer than %d items" % m)
+            j += 2
+        i = 0
+        for x in v:
+            r = _val(s, j, x)
+            if r:
+                return (r[0], "[%d]%s" % (i, r[1]), r[2])
+            i += 1
+        return None
+    return None
+
+
+def _name(k):
+    k = k if isinstance(k, str) else repr(k)
+    return k if len(k) <= 40 else k[:40] + "..."
+
+
+def _obj(pos, obj):
+    # check dict obj against the object node at pos; None or (code, path, message)
+    pg = _t.S[pos // _PAGE]
+    a = pos % _PAGE
+    b = pg.find("|", a)
+    h = _ix(pg[a])
+    got = 0
+    for k in obj:
+        p = _find(pg, a, b, k) if isinstance(k, str) else -1
+        if p < 0:
+            if h & 1:
+                continue
+            return (FORMATION, _name(k), "not in the PDU")
+        if "A" <= pg[p] <= "Z":
+            got += 1
+        r = _val(pg, p, obj[k])
+        if r:
+            return (r[0], k + r[1], r[2])
+    if got < h >> 1:
+        for e in pg[a + 1:b].split(" "):
+            i = e.find(":")
+            if i > 0 and "A" <= e[i + 1] <= "Z" and e[:i] not in obj:
+                return (OCCURENCE, e[:i], "required")
+    return None
+
+
+def check(action, payload, response=False):
+    p = _find(_t.A, 0, _AL, action) if isinstance(action, str) else -1
+    if p < 0:
+        return (NOT_IMPLEMENTED, "unknown action %s" % _name(action))
+    if not isinstance(payload, dict):
+        return (FORMATION, "payload is not a JSON object")
+    r = _obj(_pos(_t.A, p + 2 if response else p), payload)
+    if r:
+        return (r[0], r[1] + ": " + r[2])
+    return None

@@ -1,0 +1,48 @@
+# The connection supervisor: keeps one WebSocket to the CSMS up, reconnecting
+# after any loss with exponential backoff and jitter (OCPP-J 1.6 §3.2 errata).
+import asyncio
+import random
+import time
+from micropython import const
+import log
+import ws as wslib
+
+_FIRST_WAIT = const(2)  # seconds
+_MAX_WAIT = const(300)
+_STABLE_MS = const(60000)  # a link up this long resets the backoff
+
+
+def url_for(config):
+    # OCPP-J 1.6 §3.1: <CSMS base URL>/<charge point id>
+    return config.get("CsmsUrl").rstrip("/") + "/" + config.get("ChargePointId")
+
+
+def credentials(config):
+    # Security profiles 1 and 2: HTTP Basic auth with the AuthorizationKey.
+    key = config.get("AuthorizationKey")
+    return (config.get("ChargePointId"), key) if key else None
+
+
+async def supervise(cp, config, tls=None):
+    wait = _FIRST_WAIT
+    while True:
+        url = url_for(config)
+        log.info("link", "connecting to %s" % url)
+        ctx = tls() if tls and url.startswith("wss:") else None
+        try:
+            conn = await wslib.connect(url, ("ocpp1.6",), credentials(config), ctx,
+                                       timeout=config.get("ConnectionTimeOut"))
+        except Exception as e:  # WSError, OSError, TLS errors: all mean "try later"
+            log.warn("link", "cannot connect: %s" % (e,))
+        else:
+            log.info("link", "connected")
+            up = time.ticks_ms()
+            await cp.session(conn)
+            log.warn("link", "connection to the CSMS lost")
+            if time.ticks_diff(time.ticks_ms(), up) > _STABLE_MS:
+                wait = _FIRST_WAIT
+        # Jitter spreads the reconnects of many stations after a CSMS outage.
+        delay = wait // 2 + random.getrandbits(16) % (wait // 2 + 1)
+        log.info("link", "reconnecting in %d s" % delay)
+        await asyncio.sleep(delay)
+        wait = min(wait * 2, _MAX_WAIT)

@@ -1,0 +1,203 @@
+# OCPP-J RPC framing (OCPP-J 1.6 §4), independent of the OCPP version.
+#   CALL        [2, "<id>", "<Action>", {payload}]
+#   CALLRESULT  [3, "<id>", {payload}]
+#   CALLERROR   [4, "<id>", "<code>", "<description>", {details}]
+# One CALL of ours is in flight at a time (§4.1.1); CALLs from the CSMS that
+# cross it are still answered, from the reader task.
+import json
+import asyncio
+import os
+import binascii
+from micropython import const
+import log
+
+_CALL = const(2)
+_RESULT = const(3)
+_ERROR = const(4)
+_MAX_ID = const(36)
+
+
+class CallError(Exception):
+    # The CSMS answered our CALL with a CALLERROR.
+    def __init__(self, code, desc):
+        Exception.__init__(self, code)
+        self.code = code
+        self.desc = desc
+
+
+class CallTimeout(Exception):
+    pass
+
+
+class NotConnected(Exception):
+    pass
+
+
+def _frame_ok(msg):
+    # A CALL needs 4 elements with a string id; a result 3; an error 5 (4 tolerated).
+    if type(msg) is not list or len(msg) < 3:
+        return False
+    return type(msg[0]) is int and type(msg[1]) is str
+
+
+class Rpc:
+    # handlers: {action: fn(payload) -> response dict | (response dict, after)}
+    #   `after` is a coroutine function run once the response has been sent
+    #   (TriggerMessage, Reset: the confirmation goes first).
+    # gate(action) -> None to dispatch normally, False to leave the CALL
+    #   unanswered (boot Rejected), or a response dict to answer without the handler.
+    # check(action, payload, response) -> None or (code, description).
+    def __init__(self, handlers, check, gate=None):
+        self.handlers = handlers
+        self.check = check
+        self.gate = gate
+        self.ws = None
+        self.last_sent = 0  # ticks_ms of our last CALL, for Heartbeat skipping
+        self._lock = asyncio.Lock()
+        self._wait_id = None
+        self._reply = None
+        self._replied = asyncio.Event()
+        self._prefix = binascii.hexlify(os.urandom(4)).decode()
+        self._seq = 0
+
+    def _new_id(self):
+        # Unique within this boot and, thanks to the random prefix, across boots.
+        self._seq += 1
+        return "%s-%d" % (self._prefix, self._seq)
+
+    async def _send(self, msg):
+        text = json.dumps(msg)
+        log.frame(">>", text)
+        await self.ws.send(text)
+
+    # ---- outbound -------------------------------------------------------
+    async def call(self, action, payload, timeout=30):
+        # Send a CALL and wait for its answer. Returns the CALLRESULT payload;
+        # raises CallError, CallTimeout or NotConnected.
+        async with self._lock:
+            ws = self.ws
+            if ws is None:
+                raise NotConnected()
+            msg_id = self._new_id()
+            self._wait_id = msg_id
+            self._reply = None
+            self._replied.clear()
+            try:
+                await self._send([_CALL, msg_id, action, payload])
+                self.last_sent = asyncio.ticks()
+                await asyncio.wait_for(self._replied.wait(), timeout)
+            except asyncio.TimeoutError:
+                raise CallTimeout()
+            except Exception as e:  # the link broke while sending
+                log.exc("ocpp", "could not send " + action, e)
+                raise NotConnected()
+            finally:
+                self._wait_id = None
+            reply = self._reply
+            if reply is None:
+                raise NotConnected()
+            if reply[0] == _ERROR:
+                raise CallError(reply[2], reply[3] if len(reply) > 3 else "")
+            bad = self.check(action, reply[2], True)
+            if bad:
+                # A malformed answer is treated like an error answer.
+                log.warn("ocpp", "%s answer is not valid OCPP: %s" % (action, bad[1]))
+                raise CallError(bad[0], bad[1])
+            return reply[2]
+
+    # ---- inbound --------------------------------------------------------
+    async def serve(self, ws):
+        # Read frames until the connection ends. Returns normally on close.
+        self.ws = ws
+        try:
+            while True:
+                text = await ws.recv()
+                if text is None:
+                    return
+                if type(text) is not str:
+                    log.warn("ocpp", "binary frame ignored: OCPP-J uses text frames")
+                    continue
+                log.frame("<<", text)
+                await self._on_text(text)
+        finally:
+            self.ws = None
+            if self._wait_id is not None:
+                self._reply = None
+                self._replied.set()
+
+    async def _on_text(self, text):
+        try:
+            msg = json.loads(text)
+        except ValueError:
+            log.warn("ocpp", "frame is not valid JSON, ignored")
+            return
+        if not _frame_ok(msg):
+            # No usable message id: nothing can be answered (OCPP-J §4.1.3).
+            log.warn("ocpp", "frame is not an OCPP-J message, ignored")
+            return
+        kind = msg[0]
+        if kind == _CALL:
+            await self._on_call(msg)
+        elif kind == _RESULT or kind == _ERROR:
+            self._on_answer(msg)
+        else:
+            log.warn("ocpp", "unknown message type %r ignored" % (kind,))
+
+    def _on_answer(self, msg):
+        if msg[1] != self._wait_id:
+            log.warn("ocpp", "answer to unknown message id %s dropped" % msg[1][:_MAX_ID])
+            return
+        if msg[0] == _RESULT and type(msg[2]) is not dict or msg[0] == _ERROR and (
+            len(msg) < 4 or type(msg[2]) is not str
+        ):
+            msg = [_ERROR, msg[1], "FormationViolation", "malformed answer"]
+        self._reply = msg
+        self._replied.set()
+
+    async def _on_call(self, msg):
+        msg_id = msg[1]
+        if len(msg_id) > _MAX_ID:
+            return await self.error(msg_id, "ProtocolError", "message id longer than 36 characters")
+        if len(msg) != 4 or type(msg[2]) is not str:
+            return await self.error(msg_id, "FormationViolation", "a CALL has 4 elements")
+        action = msg[2]
+        payload = msg[3]
+        bad = self.check(action, payload, False)
+        if bad and bad[0] == "NotImplemented":
+            return await self.error(msg_id, "NotImplemented", "unknown action " + action[:40])
+        handler = self.handlers.get(action)
+        if handler is None:  # an OCPP action this charge point does not offer
+            return await self.error(msg_id, "NotSupported", action + " is not supported")
+        if bad:
+            return await self.error(msg_id, bad[0], bad[1])
+        if self.gate:
+            verdict = self.gate(action)
+            if verdict is False:
+                log.info("ocpp", "%s not answered: the CSMS rejected our boot" % action)
+                return
+            if verdict is not None:
+                return await self.result(msg_id, verdict)
+        after = None
+        try:
+            answer = handler(payload)
+            if type(answer) is tuple:
+                answer, after = answer
+        except Exception as e:
+            log.exc("ocpp", "%s handler failed" % action, e)
+            return await self.error(msg_id, "InternalError", "%s failed" % action)
+        await self.result(msg_id, answer)
+        if after:
+            asyncio.create_task(after())
+
+    async def result(self, msg_id, payload):
+        try:
+            await self._send([_RESULT, msg_id, payload])
+        except Exception as e:  # link gone: the CSMS will time out
+            log.exc("ocpp", "could not send answer", e)
+
+    async def error(self, msg_id, code, desc):
+        log.warn("ocpp", "answering CALL %s with %s: %s" % (msg_id, code, desc))
+        try:
+            await self._send([_ERROR, msg_id, code, desc, {}])
+        except Exception as e:
+            log.exc("ocpp", "could not send error", e)

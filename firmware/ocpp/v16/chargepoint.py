@@ -1,0 +1,321 @@
+# OCPP 1.6 charge point: turns station events into CALLs, runs the boot
+# procedure (§4.2), Heartbeat (§4.6), meter sampling (§4.7) and the outbox.
+import asyncio
+import time
+import clock
+import log
+from ocpp import check
+from ocpp.rpc import Rpc, CallError, CallTimeout, NotConnected
+from ocpp.outbox import Outbox
+from ocpp.v16 import handlers
+
+FIRMWARE_VERSION = "0.1.0"
+
+# Measurand units (OCPP 1.6 §7.31 UnitOfMeasure); Frequency has none in 1.6.
+_UNITS = {
+    "Energy.Active.Import.Register": "Wh",
+    "Energy.Active.Export.Register": "Wh",
+    "Power.Active.Import": "W",
+    "Power.Active.Export": "W",
+    "Current.Import": "A",
+    "Current.Offered": "A",
+    "Voltage": "V",
+}
+_PHASES = ("L1", "L2", "L3")
+_VOLT_PHASES = ("L1-N", "L2-N", "L3-N")
+
+
+def sampled_values(reading, measurands, context):
+    # [{"value": "1234", "context": ..., "measurand": ..., "unit": ...}, ...]
+    out = []
+    if reading is None:
+        return out
+    for m in measurands:
+        v = reading.get(m)
+        if v is None:
+            continue
+        unit = _UNITS.get(m)
+        if type(v) is tuple:
+            names = _VOLT_PHASES if m == "Voltage" else _PHASES
+            for i in range(len(v)):
+                out.append(_sample(v[i], context, m, unit, names[i]))
+        else:
+            out.append(_sample(v, context, m, unit, None))
+    return out
+
+
+def _sample(v, context, measurand, unit, phase):
+    s = {"value": str(int(v)) if unit == "Wh" else "%.1f" % v, "context": context, "measurand": measurand}
+    if unit:
+        s["unit"] = unit
+    if phase:
+        s["phase"] = phase
+    return s
+
+
+class ChargePoint:
+    def __init__(self, station, config, boot_fields):
+        self.station = station
+        self.config = config
+        self.boot_fields = boot_fields  # meter / modem fields for BootNotification
+        self.rpc = Rpc(handlers.table(self), check.check, self._gate)
+        self.outbox = Outbox()
+        self.registration = None  # None until the first answer, then Accepted/Pending/Rejected
+        self.online = False
+        self.wake = asyncio.Event()
+        self._last_aligned = 0
+        self._boot_not_before = time.ticks_ms()
+        station.observer = self
+        config.listen(self._config_changed)
+
+    # ---- station observer ------------------------------------------------
+    def status_changed(self, c):
+        if self.online and self.registration == "Accepted":
+            self._queue_status(c)
+
+    def _queue_status(self, c):
+        p = {"connectorId": c.id, "errorCode": c.error_code, "status": c.status, "timestamp": clock.iso()}
+        if c.info:
+            p["info"] = c.info
+        self.outbox.put("StatusNotification", p)
+        self.wake.set()
+
+    def transaction_started(self, tx):
+        c = self.station.connector(tx.connector_id)
+        tx.start_data = c.reading
+        tx.last_sample = time.ticks_ms()
+        p = {"connectorId": tx.connector_id, "idTag": tx.id_tag, "meterStart": tx.meter_start,
+             "timestamp": clock.iso(tx.start_time)}
+        if tx.reservation_id is not None:
+            p["reservationId"] = tx.reservation_id
+        self.outbox.put("StartTransaction", p, tx)
+        self.wake.set()
+
+    def transaction_stopped(self, tx):
+        p = {"meterStop": tx.meter_stop, "timestamp": clock.iso(tx.stop_time), "reason": tx.stop_reason}
+        if tx.stop_id_tag:
+            p["idTag"] = tx.stop_id_tag
+        wanted = self.config.get("StopTxnSampledData")
+        if wanted:
+            data = []
+            for reading, ctx, t in ((tx.start_data, "Transaction.Begin", tx.start_time),
+                                    (tx.stop_data, "Transaction.End", tx.stop_time)):
+                values = sampled_values(reading, wanted, ctx)
+                if values:
+                    data.append({"timestamp": clock.iso(t), "sampledValue": values})
+            if data:
+                p["transactionData"] = data
+        self.outbox.put("StopTransaction", p, tx)
+        self.wake.set()
+
+    async def authorize(self, id_tag):
+        # -> idTagInfo. Online: ask the CSMS. Offline: AllowOfflineTxForUnknownId.
+        if self.online and self.registration == "Accepted":
+            try:
+                answer = await self.rpc.call("Authorize", {"idTag": id_tag})
+                return answer["idTagInfo"]
+            except (CallError, CallTimeout, NotConnected) as e:
+                log.warn("auth", "Authorize for %s got no answer (%s), deciding offline" % (id_tag, type(e).__name__))
+        if self.config.get("AllowOfflineTxForUnknownId"):
+            log.info("auth", "offline: %s allowed (AllowOfflineTxForUnknownId)" % id_tag)
+            return {"status": "Accepted"}
+        log.info("auth", "offline: %s cannot be checked, refused" % id_tag)
+        return {"status": "Invalid"}
+
+    # ---- the CSMS side of boot (§4.2) ------------------------------------
+    def _gate(self, action):
+        # Rejected: answer nothing. Pending (or no answer yet): answer, but
+        # remote start/stop is not allowed.
+        if self.registration == "Rejected":
+            return False
+        if self.registration != "Accepted" and action in ("RemoteStartTransaction", "RemoteStopTransaction"):
+            return {"status": "Rejected"}
+        return None
+
+    def _config_changed(self, key, value):
+        if key == "HeartbeatInterval":
+            self.wake.set()
+
+    # ---- one connection ----------------------------------------------------
+    async def session(self, ws):
+        # Runs while the WebSocket is open: the reader and the talker side by side.
+        self.online = True
+        talker = asyncio.create_task(self._talk(ws))
+        try:
+            await self.rpc.serve(ws)
+        except Exception as e:
+            log.exc("ocpp", "connection failed", e)
+        finally:
+            self.online = False
+            talker.cancel()
+            self.outbox.drop_volatile()
+            try:
+                await ws.close()
+            except Exception:
+                pass
+
+    async def _talk(self, ws):
+        try:
+            if self.registration != "Accepted":
+                await self._boot()
+            # (Re)connected and accepted: tell the CSMS where every connector stands.
+            for c in self.station.connectors:
+                self._queue_status(c)
+            await self._send_loop()
+        except asyncio.CancelledError:
+            raise
+        except NotConnected:
+            pass  # the reader side reports the lost link
+        except Exception as e:
+            log.exc("ocpp", "session failed, reconnecting", e)
+            await ws.close()
+
+    async def _boot(self):
+        p = {"chargePointVendor": self.config.get("ChargePointVendor"),
+             "chargePointModel": self.config.get("ChargePointModel"),
+             "firmwareVersion": FIRMWARE_VERSION}
+        for key in ("ChargePointSerialNumber", "ChargeBoxSerialNumber"):
+            v = self.config.get(key)
+            if v:
+                p[key[0].lower() + key[1:]] = v
+        for k, v in self.boot_fields.items():
+            if v:
+                p[k] = v
+        while True:
+            # After Pending/Rejected nothing is sent before the interval is over,
+            # even across reconnects (§4.2).
+            early = time.ticks_diff(self._boot_not_before, time.ticks_ms())
+            if early > 0:
+                await asyncio.sleep_ms(early)
+            wait = self.config.get("BootRetryInterval")
+            try:
+                answer = await self.rpc.call("BootNotification", p)
+            except (CallError, CallTimeout) as e:
+                log.warn("boot", "BootNotification failed (%s), retrying in %d s" % (type(e).__name__, wait))
+                await asyncio.sleep(wait)
+                continue
+            status = answer["status"]
+            self.registration = status
+            if answer["interval"] > 0:
+                wait = answer["interval"]
+            t = clock.parse(answer["currentTime"])
+            if t:
+                clock.set(t)
+            if status == "Accepted":
+                log.info("boot", "the CSMS accepted this charge point (heartbeat every %d s)" % wait)
+                if answer["interval"] > 0:
+                    self.config.set("HeartbeatInterval", answer["interval"], False)
+                return
+            log.info("boot", "the CSMS answered %s, next BootNotification in %d s" % (status, wait))
+            self._boot_not_before = time.ticks_add(time.ticks_ms(), wait * 1000)
+
+    async def _send_loop(self):
+        while True:
+            e = self.outbox.peek()
+            if e is None:
+                await self._idle()
+                continue
+            if e.tx is not None and e.action != "StartTransaction":
+                if e.tx.id is None:
+                    # Its StartTransaction was never confirmed; the CSMS cannot place it.
+                    log.warn("outbox", "%s for an unconfirmed transaction dropped" % e.action)
+                    self.outbox.pop()
+                    continue
+                e.payload["transactionId"] = e.tx.id
+            try:
+                answer = await self.rpc.call(e.action, e.payload)
+            except CallError as err:
+                await self._failed(e, err.code)
+                continue
+            except CallTimeout:
+                await self._failed(e, "no answer")
+                continue
+            self.outbox.pop()
+            if e.action == "StartTransaction":
+                self._started(e.tx, answer)
+
+    async def _failed(self, e, why):
+        # OCPP 1.6 §4.x: a transaction message is retried TransactionMessageAttempts
+        # times, waiting TransactionMessageRetryInterval x attempt between tries.
+        e.attempts += 1
+        if e.tx is None or e.attempts >= self.config.get("TransactionMessageAttempts"):
+            log.warn("outbox", "%s given up after %d attempt(s): %s" % (e.action, e.attempts, why))
+            self.outbox.pop()
+            return
+        wait = self.config.get("TransactionMessageRetryInterval") * e.attempts
+        log.warn("outbox", "%s failed (%s), retry %d in %d s" % (e.action, why, e.attempts, wait))
+        await asyncio.sleep(wait)
+
+    def _started(self, tx, answer):
+        tx.id = answer["transactionId"]
+        info = answer["idTagInfo"]
+        log.info("ocpp", "the CSMS numbered the transaction on connector %d: %d" % (tx.connector_id, tx.id))
+        if info.get("status") != "Accepted":
+            c = self.station.connector(tx.connector_id)
+            log.warn("auth", "the CSMS did not accept %s for the transaction: %s" % (tx.id_tag, info.get("status")))
+            if c.transaction is tx and self.config.get("StopTransactionOnInvalidId"):
+                self.station.stop_transaction(c, "DeAuthorized")
+
+    async def _idle(self):
+        # Wait for the next message, sending a Heartbeat when the link has been quiet.
+        interval = self.config.get("HeartbeatInterval") * 1000
+        quiet = time.ticks_diff(time.ticks_ms(), self.rpc.last_sent)
+        if interval > 0 and quiet >= interval:
+            try:
+                answer = await self.rpc.call("Heartbeat", {})
+                t = clock.parse(answer["currentTime"])
+                if t:
+                    clock.set(t)
+            except (CallError, CallTimeout) as e:
+                log.warn("ocpp", "Heartbeat failed: %s" % type(e).__name__)
+                self.rpc.last_sent = time.ticks_ms()
+            return
+        self.wake.clear()
+        wait = interval - quiet if interval > 0 else 60000
+        try:
+            await asyncio.wait_for_ms(self.wake.wait(), max(wait, 10))
+        except asyncio.TimeoutError:
+            pass
+
+    # ---- meter values (§4.7) ------------------------------------------------
+    async def sample_meters(self):
+        # Periodic samples during transactions, and clock-aligned readings.
+        while True:
+            await asyncio.sleep(1)
+            now_ms = time.ticks_ms()
+            period = self.config.get("MeterValueSampleInterval") * 1000
+            for c in self.station.connectors:
+                tx = c.transaction
+                if tx and period > 0 and time.ticks_diff(now_ms, tx.last_sample) >= period:
+                    tx.last_sample = now_ms
+                    self._meter_values(c, tx, self.config.get("MeterValuesSampledData"), "Sample.Periodic")
+            aligned = self.config.get("ClockAlignedDataInterval")
+            if aligned > 0 and clock.synced():
+                slot = clock.now() // aligned
+                if slot != self._last_aligned:
+                    first = self._last_aligned == 0
+                    self._last_aligned = slot
+                    if not first:
+                        for c in self.station.connectors:
+                            self._meter_values(c, c.transaction, self.config.get("MeterValuesAlignedData"), "Sample.Clock")
+
+    def _meter_values(self, c, tx, measurands, context):
+        if c.reading is None or not measurands:
+            return
+        if tx is None and not (self.online and self.registration == "Accepted"):
+            return  # readings outside a transaction are not kept while offline
+        values = sampled_values(c.reading, measurands, context)
+        if not values:
+            return
+        p = {"connectorId": c.id, "meterValue": [{"timestamp": clock.iso(c.reading_time), "sampledValue": values}]}
+        self.outbox.put("MeterValues", p, tx)
+        self.wake.set()
+
+    # ---- CP-initiated DataTransfer ------------------------------------------
+    async def data_transfer(self, vendor_id, message_id=None, data=None):
+        p = {"vendorId": vendor_id}
+        if message_id:
+            p["messageId"] = message_id
+        if data is not None:
+            p["data"] = data
+        return await self.rpc.call("DataTransfer", p)

@@ -1,0 +1,121 @@
+"""Shared fixtures: the firmware on the MicroPython unix port, and the dev CSMS."""
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+
+from dev_csms import DevCSMS  # noqa: E402
+
+MICROPYTHON = str(Path(sys.executable).parent / "micropython")
+MICROPYPATH = "firmware:lib:.frozen"
+
+
+def mp_env():
+    env = dict(os.environ)
+    env["MICROPYPATH"] = MICROPYPATH
+    return env
+
+
+def run_mp(script, *args, timeout=60, heapsize=None):
+    """Run a MicroPython script on the unix port from the project root; return stdout."""
+    cmd = [MICROPYTHON] + (["-X", "heapsize=" + heapsize] if heapsize else []) + [str(script)] + list(args)
+    p = subprocess.run(cmd, cwd=ROOT, env=mp_env(), capture_output=True, text=True, timeout=timeout)
+    if p.returncode != 0:
+        raise AssertionError("micropython failed (%d):\n%s\n%s" % (p.returncode, p.stdout, p.stderr))
+    return p.stdout
+
+
+class Firmware:
+    """The firmware as a process: stdin takes simulator commands, stdout is its log."""
+
+    def __init__(self, data_dir, csms_url, cp_id="CP001", board="boards/unix", extra=(), heapsize=None):
+        self.data_dir = Path(data_dir)
+        self.cmd = [MICROPYTHON] + (["-X", "heapsize=" + heapsize] if heapsize else []) + [
+            "firmware/main.py", "--board", board, "--data", str(data_dir),
+            "--csms", csms_url, "--cp", cp_id, "--frames"] + list(extra)
+        self.lines = []
+        self.proc = None
+
+    def start(self):
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.lines = []
+        self._seen = 0
+        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=mp_env(), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        self._q = queue.Queue()
+        threading.Thread(target=self._pump, daemon=True).start()
+        return self
+
+    def _pump(self):
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            if os.environ.get("FW_ECHO"):
+                print("FW|", line.rstrip("\n"), flush=True)
+
+    def send(self, command):
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+
+    def wait_line(self, pattern, timeout=20):
+        """Wait for a log line matching `pattern` (regex) printed after the last match."""
+        rx = re.compile(pattern)
+        end = time.time() + timeout
+        while time.time() < end:
+            for i in range(self._seen, len(self.lines)):
+                if rx.search(self.lines[i]):
+                    self._seen = i + 1
+                    return self.lines[i]
+            if self.proc.poll() is not None and self._seen >= len(self.lines):
+                break
+            time.sleep(0.05)
+        raise AssertionError("firmware never logged %r; last lines:\n%s" % (pattern, "\n".join(self.lines[-40:])))
+
+    def crashed(self):
+        return [l for l in self.lines if "Traceback" in l]
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            try:
+                self.send("quit")
+                self.proc.wait(5)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode if self.proc else None
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait(5)
+
+
+@pytest.fixture
+def csms():
+    c = DevCSMS(heartbeat_interval=300)
+    c.start_in_thread()
+    yield c
+    c.stop_thread()
+
+
+@pytest.fixture
+def firmware_factory(tmp_path):
+    started = []
+
+    def make(csms_or_url, cp_id="CP001", data=None, **kw):
+        url = csms_or_url if isinstance(csms_or_url, str) else "ws://127.0.0.1:%d" % csms_or_url.port
+        fw = Firmware(data or tmp_path / cp_id, url, cp_id, **kw)
+        started.append(fw)
+        return fw
+
+    yield make
+    for fw in started:
+        fw.stop()
+        assert not fw.crashed(), "firmware printed a traceback:\n" + "\n".join(fw.lines[-60:])

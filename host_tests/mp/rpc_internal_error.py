@@ -1,0 +1,37 @@
+# Drives ocpp.rpc.Rpc with an in-memory link: a handler that raises must give
+# InternalError, and the next CALL is still answered.
+import asyncio
+import json
+from ocpp.rpc import Rpc
+
+
+class MemoryLink:
+    def __init__(self, frames):
+        self.inbox = list(frames)
+        self.sent = []
+
+    async def recv(self):
+        await asyncio.sleep(0)
+        return self.inbox.pop(0) if self.inbox else None
+
+    async def send(self, text):
+        self.sent.append(text)
+
+
+def broken(p):
+    raise ValueError("boom")
+
+
+def fine(p):
+    return {"status": "Accepted"}
+
+
+async def main():
+    link = MemoryLink(['[2,"c1","Broken",{}]', '[2,"c2","Fine",{}]'])
+    rpc = Rpc({"Broken": broken, "Fine": fine}, lambda a, p, r: None)
+    await rpc.serve(link)
+    for text in link.sent:
+        print(json.dumps(json.loads(text)))
+
+
+asyncio.run(main())

@@ -1,0 +1,407 @@
+# Compact asyncio WebSocket client, RFC 6455 client side, for MicroPython.
+# Enough for OCPP-J: text/binary messages, fragments, ping/pong, close
+# handshake, subprotocol and Basic auth, ws:// and wss:// with verification.
+import asyncio
+import binascii
+import hashlib
+import os
+from errno import ECONNREFUSED, EHOSTUNREACH, ETIMEDOUT
+from micropython import const
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
+_TEXT = const(1)
+_BINARY = const(2)
+_CLOSE = const(8)
+_PING = const(9)
+_PONG = const(10)
+_CLOSE_WAIT = const(2)  # seconds to wait for the peer's close frame
+_MAX_HEADERS = const(40)  # response header lines accepted in the handshake
+_CONNECT_ERRORS = (ECONNREFUSED, EHOSTUNREACH, ETIMEDOUT)
+
+
+class WSError(Exception):
+    pass
+
+
+def pem_to_der(text):
+    # Every "-----BEGIN ...-----" block as DER bytes (this mbedTLS takes DER only).
+    if not isinstance(text, str):
+        text = str(text, "utf-8")
+    out = []
+    for part in text.split("-----BEGIN ")[1:]:
+        out.append(binascii.a2b_base64(part[part.find("-----") + 5 : part.find("-----END")]))
+    return out
+
+
+def tls_context(cadata=None, certfile_der=None, keyfile_der=None):
+    # Verifying client context; cadata: DER bytes or a list of them (one call per CA).
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    try:
+        if cadata:
+            for der in [cadata] if isinstance(cadata, (bytes, bytearray)) else cadata:
+                ctx.load_verify_locations(cadata=der)
+        if certfile_der:  # client certificate: OCPP security profile 3
+            ctx.load_cert_chain(certfile_der, keyfile_der)
+    except (ValueError, OSError) as e:
+        raise WSError("bad certificate or key: %s" % e)
+    return ctx
+
+
+def _parse_url(url):
+    if url.startswith("wss://"):
+        tls, rest, port = True, url[6:], 443
+    elif url.startswith("ws://"):
+        tls, rest, port = False, url[5:], 80
+    else:
+        raise WSError("URL must start with ws:// or wss://: %s" % url)
+    i = rest.find("/")
+    if i < 0:
+        i = len(rest)
+    hp, path = rest[:i], rest[i:] or "/"
+    j = hp.rfind(":")
+    if j > hp.rfind("]"):  # a port, not part of an IPv6 literal
+        try:
+            port = int(hp[j + 1 :])
+        except ValueError:
+            raise WSError("bad port in URL: %s" % url)
+        hp = hp[:j]
+    host = hp.strip("[]")
+    if not host:
+        raise WSError("no host in URL: %s" % url)
+    return tls, host, port, path
+
+
+def _b64(b):
+    return binascii.b2a_base64(b)[:-1]  # drop the trailing newline
+
+
+def _utf8(b):
+    # MicroPython's decoder checks the byte structure; also reject what it lets
+    # through (RFC 3629): overlong forms, surrogates, code points above U+10FFFF.
+    s = str(b, "utf-8")
+    if len(s) != len(b):
+        for i in range(len(b)):
+            c = b[i]
+            if c >= 0xC0:
+                d = b[i + 1]
+                if (c < 0xC2 or c > 0xF4 or (c == 0xE0 and d < 0xA0) or (c == 0xED and d > 0x9F)
+                        or (c == 0xF0 and d < 0x90) or (c == 0xF4 and d > 0x8F)):
+                    raise UnicodeError
+    return s
+
+
+def _why(e):
+    # one readable line from an OSError/ValueError, including mbedTLS ones
+    m = e.args[-1] if e.args and isinstance(e.args[-1], str) else str(e)
+    if "CA_CHAIN_REQUIRED" in m:
+        m = "no CA certificate configured"
+    elif m.isdigit():
+        m = "connection dropped (errno %s)" % m
+    return "; ".join([x.strip() for x in m.split("\n") if x.strip()]) or "closed by peer"
+
+
+def _close_code_ok(c):  # RFC 6455 section 7.4
+    return 1000 <= c <= 1014 and c not in (1004, 1005, 1006) or 3000 <= c <= 4999
+
+
+async def connect(url, protocols=("ocpp1.6",), auth=None, ssl_context=None, max_size=65536, timeout=10):
+    tls, host, port, path = _parse_url(url)
+    if tls and ssl_context is None:
+        ssl_context = tls_context()
+    ws = WebSocket(max_size)
+    try:
+        await asyncio.wait_for(ws._handshake(tls and ssl_context, host, port, path, protocols, auth), timeout)
+        return ws
+    except asyncio.TimeoutError:
+        err = "no WebSocket handshake with %s:%d within %s s" % (host, port, timeout)
+    except WSError as e:
+        err = e.args[0]
+    except (OSError, EOFError, ValueError) as e:
+        why = _why(e)
+        if ws._stage == 0:
+            err = "cannot resolve %s: %s" % (host, why)
+        elif ws._stage == 1 and isinstance(e, OSError) and e.errno in _CONNECT_ERRORS:
+            err = "cannot connect to %s:%d: %s" % (host, port, why)
+        elif ws._stage == 1 and tls:  # includes a server rejecting our certificate
+            err = "TLS handshake failed: %s" % why
+        else:
+            err = "connection lost during handshake: %s" % why
+    ws._shut()
+    raise WSError(err)
+
+
+class WebSocket:
+    def __init__(self, max_size):
+        self.max_size = max_size
+        self.protocol = None
+        self.closed = False
+        self.close_code = None
+        self.close_reason = None
+        self._s = None  # asyncio stream (reader and writer are one object)
+        self._stage = 0  # handshake progress, for error messages
+        self._close_sent = False
+        self._busy = False  # a recv() is running
+        self._lock = asyncio.Lock()  # one frame at a time on the wire
+        self._done = asyncio.Event()  # set once the socket is closed
+        self._hdr = bytearray(8)
+        self._wbuf = bytearray(128)  # frame scratch, grows to the largest frame sent
+
+    async def _handshake(self, ctx, host, port, path, protocols, auth):
+        # RFC 6455 section 4.1
+        if ctx:
+            self._s = (await asyncio.open_connection(host, port, ssl=ctx, server_hostname=host))[0]
+        else:
+            self._s = (await asyncio.open_connection(host, port))[0]
+        self._stage = 1
+        s = self._s
+        key = _b64(os.urandom(16))
+        hp = "[%s]" % host if ":" in host else host
+        if port != (443 if ctx else 80):
+            hp += ":%d" % port
+        req = ("GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n" % (path, hp, key.decode()))
+        if protocols:
+            req += "Sec-WebSocket-Protocol: %s\r\n" % ", ".join(protocols)
+        if auth:
+            req += "Authorization: Basic %s\r\n" % _b64(("%s:%s" % auth).encode()).decode()
+        s.write((req + "\r\n").encode())
+        await s.drain()
+        line = await s.readline()
+        self._stage = 2
+        st = line.split(None, 2)
+        if len(st) < 2 or not st[0].startswith(b"HTTP/"):
+            raise WSError("server did not answer HTTP" if line else "server closed the connection")
+        if st[1] != b"101":
+            raise WSError("server answered HTTP %s" % str(b" ".join(st[1:]).strip(), "utf-8"))
+        h = {}
+        for _ in range(_MAX_HEADERS):
+            line = await s.readline()
+            if not line:
+                raise EOFError
+            if not line.strip():
+                break
+            i = line.find(b":")
+            if i > 0:
+                h[line[:i].strip().lower()] = line[i + 1 :].strip()
+        else:
+            raise WSError("too many HTTP header lines")
+        if h.get(b"upgrade", b"").lower() != b"websocket" or b"upgrade" not in h.get(b"connection", b"").lower():
+            raise WSError("server did not upgrade to WebSocket")
+        if h.get(b"sec-websocket-accept") != _b64(hashlib.sha1(key + _GUID).digest()):
+            raise WSError("bad Sec-WebSocket-Accept")
+        if b"sec-websocket-extensions" in h:
+            raise WSError("server selected an extension we did not offer")
+        p = h.get(b"sec-websocket-protocol")
+        want = ", ".join(protocols)
+        if p is None and protocols:
+            raise WSError("server did not select subprotocol %s" % want)
+        if p is not None:
+            p = str(p, "utf-8")
+            if p not in protocols:
+                raise WSError("server selected subprotocol %s, we offered %s" % (p, want or "none"))
+        self.protocol = p
+
+    def _shut(self):
+        self.closed = True
+        if self._s:
+            self._s.s.close()  # idempotent
+        self._done.set()
+
+    def _lost(self, e):
+        if not self.closed and self.close_code is None:
+            self.close_code = 1006  # RFC 6455 section 7.1.5: closed abnormally
+            self.close_reason = _why(e)
+        self._shut()
+
+    async def _fail(self, code, why):
+        # RFC 6455 section 7.1.7: send a close frame if we can, drop the connection
+        if not self._close_sent:
+            self._close_sent = True
+            try:
+                await self._send(_CLOSE, bytes((code >> 8, code & 255)))
+            except OSError:
+                pass
+        self._shut()
+        raise WSError(why)
+
+    # ---- writing ----------------------------------------------------------
+    async def _send(self, op, data):
+        # RFC 6455 sections 5.2, 5.3: masked frame, header and payload in ONE write
+        p = memoryview(data)  # a str gives its UTF-8 bytes
+        n = len(p)
+        hl = 2 if n < 126 else 4 if n < 65536 else 10
+        t = hl + 4 + n
+        async with self._lock:
+            b = self._wbuf
+            if len(b) < t:
+                b = self._wbuf = bytearray(t)
+            b[0] = 0x80 | op
+            if n < 126:
+                b[1] = 0x80 | n
+            elif n < 65536:
+                b[1] = 0xFE
+                b[2] = n >> 8
+                b[3] = n & 255
+            else:
+                b[1] = 0xFF
+                for i in range(8):
+                    b[2 + i] = (n >> (56 - 8 * i)) & 255
+            k = os.urandom(4)
+            b[hl : hl + 4] = k
+            j = hl + 4
+            for i in range(n):
+                b[j + i] = p[i] ^ k[i & 3]
+            self._s.write(memoryview(b)[:t])
+            await self._s.drain()
+
+    async def _send_app(self, op, data):
+        if self._close_sent or self.closed:
+            raise WSError("connection is closed")
+        try:
+            await self._send(op, data)
+        except OSError as e:
+            self._lost(e)
+            raise WSError("connection lost: %s" % e)
+
+    async def send(self, data):
+        # str -> text frame, bytes-like -> binary frame
+        await self._send_app(_TEXT if isinstance(data, str) else _BINARY, data)
+
+    async def ping(self, payload=b""):
+        if len(payload) > 125:
+            raise WSError("ping payload over 125 bytes")
+        await self._send_app(_PING, payload)
+
+    async def close(self, code=1000, reason=""):
+        # RFC 6455 section 7.1.2: send close, wait briefly for the peer's, drop TCP
+        if self.closed:
+            return
+        if not self._close_sent:
+            self._close_sent = True
+            try:
+                await self._send(_CLOSE, bytes((code >> 8, code & 255)) + reason.encode()[:123])
+            except OSError:
+                self._shut()
+                return
+        try:
+            if self._busy:  # another task's recv() will see the peer's close
+                await asyncio.wait_for(self._done.wait(), _CLOSE_WAIT)
+            else:
+                await asyncio.wait_for(self._drain(), _CLOSE_WAIT)
+        except (asyncio.TimeoutError, WSError):
+            pass
+        self._shut()
+
+    async def _drain(self):
+        while await self.recv() is not None:
+            pass
+
+    # ---- reading ----------------------------------------------------------
+    async def _fill(self, buf, n):
+        # read exactly n bytes into buf
+        mv = memoryview(buf)
+        i = 0
+        while i < n:
+            k = await self._s.readinto(mv[i:n])
+            if k == 0:
+                raise EOFError
+            if k:
+                i += k
+
+    async def _frame(self):
+        # RFC 6455 section 5.2: returns (fin, opcode, payload length)
+        h = self._hdr
+        await self._fill(h, 2)
+        b0, b1 = h[0], h[1]
+        op, n = b0 & 15, b1 & 127
+        if b0 & 0x70:
+            await self._fail(1002, "protocol error: reserved bits set")
+        if b1 & 0x80:
+            await self._fail(1002, "protocol error: masked frame from server")
+        if 2 < op < 8 or op > 10:
+            await self._fail(1002, "protocol error: reserved opcode %d" % op)
+        if op >= 8 and (n > 125 or not b0 & 0x80):  # section 5.5
+            await self._fail(1002, "protocol error: control frame too long or fragmented")
+        if n == 126:
+            await self._fill(h, 2)
+            n = h[0] << 8 | h[1]
+        elif n == 127:
+            await self._fill(h, 8)
+            n = 0
+            for c in h:
+                n = n << 8 | c
+        return b0 & 0x80, op, n
+
+    async def _payload(self, n):
+        b = bytearray(n)
+        if n:
+            await self._fill(b, n)
+        return b
+
+    async def recv(self):
+        if self.closed:
+            return None
+        self._busy = True
+        try:
+            return await self._recv()
+        except (OSError, EOFError) as e:
+            self._lost(e)
+            return None
+        finally:
+            self._busy = False
+
+    async def _recv(self):
+        msg = None
+        mop = 0  # opcode of the message being reassembled (section 5.4)
+        while True:
+            fin, op, n = await self._frame()
+            if op >= 8:  # control frames may come between fragments
+                p = await self._payload(n)
+                if op == _PING and not self._close_sent:
+                    await self._send(_PONG, p)
+                elif op == _CLOSE:
+                    await self._on_close(p)
+                    return None
+                continue
+            if (op == 0) != (mop != 0):
+                await self._fail(1002, "protocol error: unexpected continuation or data frame")
+            if op:
+                mop = op
+            size = n + (len(msg) if msg else 0)
+            if size > self.max_size:
+                await self._fail(1009, "message of %d bytes exceeds limit %d" % (size, self.max_size))
+            p = await self._payload(n)
+            if msg is None:
+                msg = p
+            else:
+                msg += p
+            if fin:
+                if mop == _BINARY:
+                    return bytes(msg)
+                try:
+                    return _utf8(msg)
+                except UnicodeError:
+                    await self._fail(1007, "invalid UTF-8 in text message")
+
+    async def _on_close(self, p):
+        # RFC 6455 section 5.5.1: echo the status code, then drop the connection
+        code, reason = 1005, ""  # 1005: no status code in the close frame
+        if p:
+            code = p[0] << 8 | p[1] if len(p) > 1 else 0
+            if not _close_code_ok(code):
+                await self._fail(1002, "protocol error: bad close frame")
+            try:
+                reason = _utf8(p[2:])
+            except UnicodeError:
+                await self._fail(1007, "invalid UTF-8 in close reason")
+        self.close_code, self.close_reason = code, reason
+        if not self._close_sent:
+            self._close_sent = True
+            try:
+                await self._send(_CLOSE, p[:2])
+            except OSError:
+                pass
+        self._shut()

@@ -1,0 +1,315 @@
+"""Development CSMS: a small OCPP 1.6 central system on the mobilityhouse `ocpp` library.
+
+It accepts charge points at ws://host:port/<id>, answers every charge-point
+initiated operation, records every frame in both directions and checks each one
+the charge point sends against the official OCPP 1.6 JSON schema of its action,
+including the `date-time` formats the library itself does not check.
+
+Used three ways: `make run` (tools/demo.py), the test suite (as a library, in a
+background thread), and by hand: `python tools/dev_csms.py --port 9000`.
+"""
+import argparse
+import asyncio
+import itertools
+import json
+import logging
+import re
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import jsonschema
+import ocpp.v16
+import websockets
+from ocpp.routing import after, on
+from ocpp.v16 import call_result
+
+SCHEMAS = Path(ocpp.v16.__file__).parent / "schemas"
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+log = logging.getLogger("csms")
+
+
+def now_iso():
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _schema(name):
+    return json.loads((SCHEMAS / (name + ".json")).read_text(encoding="utf-8-sig"))
+
+
+def schema_errors(action, payload, response=False):
+    """Every way `payload` breaks the official schema, date-time formats included."""
+    try:
+        schema = _schema(action + ("Response" if response else ""))
+    except FileNotFoundError:
+        return ["no schema for action %r" % action]
+    errors = [e.message for e in jsonschema.Draft4Validator(schema).iter_errors(payload)]
+    errors += ["%s: %r is not an RFC 3339 date-time" % (path, v) for path, v in _date_times(schema, payload, "")
+               if not (isinstance(v, str) and RFC3339.match(v) and _valid_date(v))]
+    return errors
+
+
+def _valid_date(v):
+    try:
+        datetime.fromisoformat(v.replace("Z", "+00:00"))
+        return True
+    except ValueError:
+        return False
+
+
+def _date_times(schema, value, path):
+    if schema.get("format") == "date-time":
+        yield path, value
+    if isinstance(value, dict):
+        for k, sub in schema.get("properties", {}).items():
+            if k in value:
+                yield from _date_times(sub, value[k], path + "." + k)
+    elif isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            yield from _date_times(schema["items"], item, "%s[%d]" % (path, i))
+
+
+class Recorder:
+    """Wraps a websockets connection: records and checks every frame."""
+
+    def __init__(self, conn, csms, cp_id):
+        self.conn = conn
+        self.csms = csms
+        self.cp_id = cp_id
+        self.request = conn.request
+        self.sent_calls = {}  # our CALL ids -> action, to check the answers
+
+    async def recv(self):
+        text = await self.conn.recv()
+        self.csms.record("<<", self.cp_id, text, self)
+        return text
+
+    async def send(self, text):
+        self.csms.record(">>", self.cp_id, text, self)
+        await self.conn.send(text)
+
+
+class ChargePointHandler(ocpp.v16.ChargePoint):
+    """The CSMS side of one charge point connection."""
+
+    def __init__(self, cp_id, conn, csms):
+        super().__init__(cp_id, conn, response_timeout=csms.response_timeout)
+        self.csms = csms
+
+    @on("BootNotification")
+    def on_boot(self, charge_point_vendor, charge_point_model, **kw):
+        status, interval = self.csms.next_boot_reply()
+        return call_result.BootNotification(current_time=now_iso(), interval=interval, status=status)
+
+    @on("Heartbeat")
+    def on_heartbeat(self):
+        return call_result.Heartbeat(current_time=now_iso())
+
+    @on("StatusNotification")
+    def on_status(self, connector_id, error_code, status, **kw):
+        self.csms.status[(self.id, connector_id)] = status
+        return call_result.StatusNotification()
+
+    @on("Authorize")
+    def on_authorize(self, id_tag):
+        return call_result.Authorize(id_tag_info={"status": self.csms.tag_status(id_tag)})
+
+    @on("StartTransaction")
+    def on_start(self, connector_id, id_tag, meter_start, timestamp, **kw):
+        tx_id = next(self.csms.tx_ids)
+        self.csms.transactions[tx_id] = {"cp": self.id, "connector": connector_id, "idTag": id_tag,
+                                         "meterStart": meter_start, "start": timestamp, "meterValues": []}
+        return call_result.StartTransaction(transaction_id=tx_id,
+                                            id_tag_info={"status": self.csms.tag_status(id_tag)})
+
+    @on("MeterValues")
+    def on_meter_values(self, connector_id, meter_value, transaction_id=None):
+        tx = self.csms.transactions.get(transaction_id)
+        if tx is not None:
+            tx["meterValues"].extend(meter_value)
+        return call_result.MeterValues()
+
+    @on("StopTransaction")
+    def on_stop(self, meter_stop, timestamp, transaction_id, **kw):
+        tx = self.csms.transactions.get(transaction_id)
+        if tx is not None:
+            tx.update(meterStop=meter_stop, stop=timestamp, reason=kw.get("reason"))
+        return call_result.StopTransaction(id_tag_info={"status": "Accepted"})
+
+    @on("DataTransfer")
+    def on_data_transfer(self, vendor_id, **kw):
+        if vendor_id != "devcsms":
+            return call_result.DataTransfer(status="UnknownVendorId")
+        return call_result.DataTransfer(status="Accepted", data=kw.get("data"))
+
+    @on("DiagnosticsStatusNotification")
+    def on_diag(self, status):
+        return call_result.DiagnosticsStatusNotification()
+
+    @on("FirmwareStatusNotification")
+    def on_fw(self, status):
+        return call_result.FirmwareStatusNotification()
+
+
+class DevCSMS:
+    """A CSMS with a scriptable boot answer, an idTag list and a full frame record."""
+
+    def __init__(self, boot_replies=(), heartbeat_interval=300, tags=None, accept_unknown_tags=True,
+                 response_timeout=10, reject_auth=False):
+        self.boot_replies = list(boot_replies)  # [(status, interval)], then Accepted
+        self.heartbeat_interval = heartbeat_interval
+        self.tags = tags if tags is not None else {}
+        self.accept_unknown_tags = accept_unknown_tags
+        self.response_timeout = response_timeout
+        self.reject_auth = reject_auth  # answer the WebSocket upgrade with 401
+        self.frames = []  # (time, direction, cp id, message list)
+        self.violations = []  # schema problems in frames the charge point sent
+        self.status = {}
+        self.transactions = {}
+        self.tx_ids = itertools.count(1)
+        self.handlers = {}  # cp id -> ChargePointHandler of the live connection
+        self.connections = 0
+        self.loop = None
+        self.server = None
+        self.port = None
+
+    # ---- behaviour ------------------------------------------------------
+    def next_boot_reply(self):
+        if self.boot_replies:
+            return self.boot_replies.pop(0)
+        return "Accepted", self.heartbeat_interval
+
+    def tag_status(self, id_tag):
+        return self.tags.get(id_tag, "Accepted" if self.accept_unknown_tags else "Invalid")
+
+    # ---- the record -----------------------------------------------------
+    def record(self, direction, cp_id, text, rec):
+        try:
+            msg = json.loads(text)
+        except ValueError:
+            msg = text
+        self.frames.append((time.time(), direction, cp_id, msg))
+        if direction == ">>" and isinstance(msg, list) and msg and msg[0] == 2:
+            rec.sent_calls[msg[1]] = msg[2]
+        if direction == "<<" and isinstance(msg, list) and msg:
+            if msg[0] == 2:
+                problems = schema_errors(msg[2], msg[3])
+            elif msg[0] == 3 and msg[1] in rec.sent_calls:
+                problems = schema_errors(rec.sent_calls[msg[1]], msg[2], response=True)
+            else:
+                problems = []
+            if problems:
+                self.violations.append((msg, problems))
+                log.error("%s sent an invalid frame %s: %s", cp_id, text, problems)
+
+    def calls(self, action=None, direction="<<"):
+        """CALL messages in order: [(id, action, payload)]."""
+        return [(m[1], m[2], m[3]) for _, d, _, m in self.frames
+                if d == direction and isinstance(m, list) and m and m[0] == 2 and (action is None or m[2] == action)]
+
+    def actions(self):
+        return [a for _, a, _ in self.calls()]
+
+    # ---- server ---------------------------------------------------------
+    async def _process_request(self, conn, request):
+        if self.reject_auth:
+            return conn.respond(401, "Unauthorized\n")
+        return None
+
+    async def _handler(self, conn):
+        cp_id = conn.request.path.strip("/").split("/")[-1]
+        self.connections += 1
+        log.info("charge point %s connected", cp_id)
+        handler = ChargePointHandler(cp_id, Recorder(conn, self, cp_id), self)
+        self.handlers[cp_id] = handler
+        try:
+            await handler.start()
+        except websockets.ConnectionClosed:
+            log.info("charge point %s disconnected", cp_id)
+        finally:
+            if self.handlers.get(cp_id) is handler:
+                del self.handlers[cp_id]
+
+    async def serve(self, host="127.0.0.1", port=0, ssl=None):
+        self.loop = asyncio.get_running_loop()
+        self.server = await websockets.serve(self._handler, host, port, subprotocols=["ocpp1.6"],
+                                             process_request=self._process_request, ssl=ssl)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def close(self):
+        self.server.close()
+        await self.server.wait_closed()
+
+    # ---- for tests running the CSMS in a background thread ---------------
+    def start_in_thread(self, host="127.0.0.1", port=0, ssl=None):
+        ready = threading.Event()
+
+        def run():
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            loop.run_until_complete(self.serve(host, port, ssl))
+            ready.set()
+            loop.run_forever()
+            loop.close()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("dev CSMS did not start")
+        return self.port
+
+    def stop_thread(self):
+        fut = asyncio.run_coroutine_threadsafe(self.close(), self.loop)
+        fut.result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+    def run_call(self, cp_id, payload, timeout=15):
+        """Send a CSMS-initiated CALL (an ocpp.v16.call object) and return its answer."""
+        handler = self.handlers[cp_id]
+        fut = asyncio.run_coroutine_threadsafe(handler.call(payload, suppress=False), self.loop)
+        return fut.result(timeout)
+
+    def send_raw(self, cp_id, text):
+        """Send any text frame to the charge point (for malformed-input tests)."""
+        handler = self.handlers[cp_id]
+        fut = asyncio.run_coroutine_threadsafe(handler._connection.send(text), self.loop)
+        return fut.result(5)
+
+    def drop(self, cp_id):
+        """Close the live connection of a charge point abruptly."""
+        handler = self.handlers[cp_id]
+        fut = asyncio.run_coroutine_threadsafe(handler._connection.conn.close(), self.loop)
+        return fut.result(5)
+
+    def wait_for(self, predicate, timeout=20, what="condition"):
+        end = time.time() + timeout
+        while time.time() < end:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.05)
+        raise TimeoutError("dev CSMS: timed out waiting for " + what)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=9000)
+    ap.add_argument("--heartbeat", type=int, default=300, help="heartbeat interval given at boot (s)")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    csms = DevCSMS(heartbeat_interval=args.heartbeat)
+
+    async def run():
+        port = await csms.serve(args.host, args.port)
+        log.info("dev CSMS listening on ws://%s:%d/<charge point id>", args.host, port)
+        await asyncio.Future()
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

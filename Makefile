@@ -27,8 +27,10 @@ test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q host_tests
 
 # Charge point simulator against any CSMS; commands on standard input.
+SIMFLAGS := $(if $(CA),--ca $(CA)) $(if $(FRAMES),--frames)
 sim: $(BIN)/.installed
-	MICROPYPATH=$(MPYPATH) $(MPY) firmware/main.py --board boards/$(BOARD) --data $(DATA) --csms $(CSMS) --cp $(CP)
+	mkdir -p $(DATA)
+	MICROPYPATH=$(MPYPATH) $(MPY) firmware/main.py --board boards/$(BOARD) --data $(DATA) --csms $(CSMS) --cp $(CP) $(SIMFLAGS)
 
 # Regenerate the payload check tables from the official schemas.
 tables: $(BIN)/.installed

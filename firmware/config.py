@@ -15,6 +15,7 @@
 #           (optionally per connector: 0.RST). A list holds at most
 #           <name>MaxLength items if that key exists, else as many as it has
 #           members.
+from array import array
 import log
 
 _TAG = "config"
@@ -113,33 +114,61 @@ def _at(s, w, a, b):
     return -1
 
 
+# Index, built once: where each key's line starts, and an open-addressing hash
+# table (hash(name) & 127 -> key number + 1), so get() costs about a dict lookup.
+_POS = array("H")
+_IDX = bytearray(128)
+
+
+def _index():
+    i = 1
+    while i < len(_T):
+        e = _T.find(" ", i)
+        h = hash(_T[i:e]) & 127
+        while _IDX[h]:
+            h = (h + 1) & 127
+        _POS.append(i)
+        _IDX[h] = len(_POS)
+        i = _T.find("\n", e) + 1
+
+
+_index()
+_NK = len(_POS)  # number of keys
+
+
+def _key(key):
+    # -> number of the key (exact name), -1 if unknown
+    if not isinstance(key, str) or not key or " " in key or "\n" in key:
+        return -1
+    h = hash(key) & 127
+    while _IDX[h]:
+        i = _POS[_IDX[h] - 1]
+        if _T.startswith(key, i) and _T.startswith(" ", i + len(key)):
+            return _IDX[h] - 1
+        h = (h + 1) & 127
+    return -1
+
+
 def _row(key):
-    # -> index of key's line in _T, -1 if unknown. Keys are CiString50, so a
-    # key in another case is found too (slowly: only for unusual requests).
-    i = _at(_T, key, "\n", " ")
-    if i < 0 and isinstance(key, str):
-        i = _at(_T.lower(), key.lower(), "\n", " ")
-    return i
+    # -> number of the key, -1 if unknown. Keys are CiString50, so a key in
+    # another case is found too (slowly: only for unusual requests).
+    j = _key(key)
+    if j < 0 and isinstance(key, str):
+        key = key.lower()
+        for k in range(_NK):
+            i = _POS[k]
+            if _T[i : _T.find(" ", i)].lower() == key:
+                return k
+    return j
 
 
-def _num(i):
-    # line index -> key number
-    return _T.count("\n", 0, i) - 1
-
-
-def _fields(i):
-    # line index -> [name, type+access, limits, default]
+def _fields(j):
+    # key number -> [name, type+access, limits, default]
+    i = _POS[j]
     f = _T[i : _T.find("\n", i)].split(" ")
     if len(f) < 4:
         f.append("")
     return f
-
-
-def _lines():
-    i = 1
-    while i < len(_T):
-        yield i
-        i = _T.find("\n", i) + 1
 
 
 def _split(s):
@@ -197,13 +226,12 @@ class Config:
         self._ls = []  # listeners fn(key, value)
         self._cs = []  # checks fn(key, value) -> False rejects
         self._d = {}  # board defaults: key number -> typed value
-        self._v = [_parse(f[1][0], f[3]) for f in map(_fields, _lines())]
+        self._v = [_parse(f[1][0], f[3]) for f in map(_fields, range(_NK))]
         if defaults:
             self._apply(defaults, "board default")
             for k in defaults:
-                i = _row(k)
-                if i > 0:
-                    j = _num(i)
+                j = _row(k)
+                if j >= 0:
                     self._d[j] = self._v[j]
         self._apply(store.load("config", {}), "stored value")
 
@@ -213,26 +241,26 @@ class Config:
             return
         for lists in (False, True):  # lists last: they check against *MaxLength
             for k in src:
-                i = _row(k)
-                if i < 0:
+                j = _row(k)
+                if j < 0:
                     if lists:
                         log.warn(_TAG, "ignored %s for unknown key %s" % (what, k))
                     continue
-                f = _fields(i)
+                f = _fields(j)
                 if (f[1][0] == "l") != lists:
                     continue
                 v = self._val(f, src[k])
                 if v is None:
                     log.warn(_TAG, "ignored invalid %s %s=%s" % (what, k, src[k]))
                 else:
-                    self._v[_num(i)] = v
+                    self._v[j] = v
 
     def get(self, key):
         # -> typed value; a list for list keys (shared: do not modify it)
-        i = _at(_T, key, "\n", " ")
-        if i < 0:
+        j = _key(key)
+        if j < 0:
             raise KeyError(key)
-        return self._v[_T.count("\n", 0, i) - 1]
+        return self._v[j]
 
     def listen(self, fn):
         # fn(key, typed value) after each accepted change
@@ -269,8 +297,8 @@ class Config:
                 ok = _printable(v, "")
             return v if ok else None
         ms = _MEAS if a == "measurand" else _ROT if a == "rotation" else "," + a + ","
-        k = _row(n + "MaxLength")
-        if len(v) > (self._v[_num(k)] if k > 0 else ms.count(",") - 1):
+        k = _key(n + "MaxLength")
+        if len(v) > (self._v[k] if k >= 0 else ms.count(",") - 1):
             return None
         for x in v:
             if not isinstance(x, str):
@@ -289,13 +317,12 @@ class Config:
 
     def set(self, key, value, from_csms=True):
         # -> "Accepted" | "Rejected" | "RebootRequired" | "NotSupported"
-        i = _row(key)
-        if i < 0:
+        j = _row(key)
+        if j < 0:
             return "NotSupported"
-        f = _fields(i)
+        f = _fields(j)
         key = f[0]
         fl = f[1]
-        j = _num(i)
         if from_csms and "R" in fl:
             log.warn(_TAG, "CSMS tried to change read-only %s" % key)
             return "Rejected"
@@ -339,26 +366,24 @@ class Config:
         # Only what differs from the (board) defaults goes to flash.
         d = {}
         v = self._v
-        j = 0
-        for i in _lines():
-            f = _fields(i)
+        for j in range(_NK):
+            f = _fields(j)
             if v[j] != (self._d[j] if j in self._d else _parse(f[1][0], f[3])):
                 d[f[0]] = v[j]
-            j += 1
         self._store.save("config", d)
 
     def items(self, keys=None):
         # GetConfiguration: -> (known, unknown); all keys when keys is empty.
         known = []
         unknown = []
-        for k in keys or _lines():
-            i = _row(k) if keys else k
-            if i < 0:
+        for k in keys or range(_NK):
+            j = _row(k) if keys else k
+            if j < 0:
                 unknown.append(k)
                 continue
-            f = _fields(i)
+            f = _fields(j)
             kv = {"key": f[0], "readonly": "R" in f[1]}
             if "W" not in f[1]:
-                kv["value"] = _text(self._v[_num(i)])
+                kv["value"] = _text(self._v[j])
             known.append(kv)
         return known, unknown

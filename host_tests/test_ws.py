@@ -437,6 +437,39 @@ def test_handshake_timeout(net):
     assert 450 <= ms < 2000, lines
 
 
+def test_timeout_while_tcp_connects_does_not_leak_the_socket():
+    # A listener with a full accept queue drops SYNs: the client's connect hangs
+    # until the timeout. Once the queue is drained, the kernel's SYN retry gets
+    # through and the client must close that late socket instead of leaking it.
+    lst = socket.socket()
+    lst.bind(("127.0.0.1", 0))
+    lst.listen(0)
+    port = lst.getsockname()[1]
+    fillers = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+    env = dict(os.environ, MICROPYTHONPATH="", MICROPYPATH="firmware:lib:.frozen")
+    p = subprocess.Popen([str(MICROPYTHON), PROBE, "ws://127.0.0.1:%d/CP001" % port, "--timeout", "0.3",
+                          "--linger", "2"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)
+        lst.settimeout(0.1)
+        late = []
+        while p.poll() is None:  # drain the queue; the client's retried SYN lands here
+            try:
+                late.append(lst.accept()[0])
+            except socket.timeout:
+                pass
+        lines = p.stdout.read().splitlines()
+    finally:
+        p.kill()
+        for s in fillers + late:
+            s.close()
+        lst.close()
+    assert lines[0].startswith("WSERROR no WebSocket handshake with 127.0.0.1:%d within 0.3 s" % port), lines
+    fds = [int(x) for x in lines[1].split()[1:]]
+    assert fds[1] == fds[0] + 1 and fds[2] == fds[0], lines  # pending during connect, then closed
+    assert len(late) == len(fillers) + 1
+
+
 def test_connection_refused_and_bad_url():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

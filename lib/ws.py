@@ -16,6 +16,7 @@ _PING = const(9)
 _PONG = const(10)
 _CLOSE_WAIT = const(2)  # seconds to wait for the peer's close frame
 _MAX_HEADERS = const(40)  # response header lines accepted in the handshake
+_KEEP = const(4096)  # largest frame scratch buffer kept between sends
 _CONNECT_ERRORS = (ECONNREFUSED, EHOSTUNREACH, ETIMEDOUT)
 
 
@@ -142,19 +143,33 @@ class WebSocket:
         self.close_reason = None
         self._s = None  # asyncio stream (reader and writer are one object)
         self._stage = 0  # handshake progress, for error messages
+        self._err = None  # open_connection's exception
         self._close_sent = False
         self._busy = False  # a recv() is running
         self._lock = asyncio.Lock()  # one frame at a time on the wire
         self._done = asyncio.Event()  # set once the socket is closed
         self._hdr = bytearray(8)
-        self._wbuf = bytearray(128)  # frame scratch, grows to the largest frame sent
+        self._wbuf = bytearray(128)  # frame scratch, kept up to _KEEP bytes
+
+    async def _open(self, host, port, ctx, ev):
+        # A task of its own that nobody cancels: until TCP connects only
+        # open_connection holds the socket, so a timeout must not cancel it.
+        try:
+            kw = {"ssl": ctx, "server_hostname": host} if ctx else {}
+            self._s = (await asyncio.open_connection(host, port, **kw))[0]
+            if self.closed:  # connect() gave up meanwhile
+                self._s.s.close()
+        except Exception as e:
+            self._err = e
+        ev.set()
 
     async def _handshake(self, ctx, host, port, path, protocols, auth):
         # RFC 6455 section 4.1
-        if ctx:
-            self._s = (await asyncio.open_connection(host, port, ssl=ctx, server_hostname=host))[0]
-        else:
-            self._s = (await asyncio.open_connection(host, port))[0]
+        ev = asyncio.Event()
+        asyncio.create_task(self._open(host, port, ctx, ev))
+        await ev.wait()
+        if self._err:
+            raise self._err
         self._stage = 1
         s = self._s
         key = _b64(os.urandom(16))
@@ -237,7 +252,9 @@ class WebSocket:
         async with self._lock:
             b = self._wbuf
             if len(b) < t:
-                b = self._wbuf = bytearray(t)
+                b = bytearray(t)
+                if t <= _KEEP:
+                    self._wbuf = b
             b[0] = 0x80 | op
             if n < 126:
                 b[1] = 0x80 | n

@@ -38,13 +38,13 @@ def main():
             fw.wait_line(r"accepted this charge point")
             fw.send("set MeterValueSampleInterval 2")
             fw.wait_line(r"set MeterValueSampleInterval")
-            say("a vehicle plugs into connector 1")
+            say("a vehicle that will draw 16 A per phase plugs into connector 1")
+            fw.send("load 1 16")
             fw.send("plug 1")
             fw.wait_line(r"connector 1: \w+ -> Preparing")
             say("the driver presents card %s" % TAG)
             fw.send("card 1 " + TAG)
             fw.wait_line(r"transaction started")
-            fw.send("load 1 16")
             csms.wait_for(lambda: csms.transactions and csms.transactions[1]["meterValues"][2:], 30,
                           "three meter values")
             say("the CSMS received %d meter values; the driver presents the card again"

@@ -4,6 +4,7 @@
 #   set <key> <value> | status | datatransfer <vendorId> [messageId] [data] | quit
 import asyncio
 import sys
+import micropython
 import log
 
 HELP = "commands: plug <c>, unplug <c>, card <c> <idTag>, load <c> <amps>, set <key> <value>, status, datatransfer <vendorId> [messageId] [data], quit"
@@ -31,7 +32,7 @@ async def run(station, config, cp, meters):
 async def _command(station, config, cp, meters, w):
     cmd = w[0]
     if cmd == "quit":
-        log.info("console", "quit")
+        log.info("console", "quit; heap peak %d bytes" % micropython.mem_peak())
         return True
     if cmd == "plug":
         station.plug(int(w[1]))

@@ -2,12 +2,14 @@
 # server and prints one line per event for the test to assert on.
 #   ws_probe.py URL [options] STEP...
 # options: --ca PEM  --cert PEM --key PEM  --auth USER:PASS  --proto A,B  --max N  --timeout S
+#          --linger S (after a failed connect: wait, then print open file descriptor counts)
 # steps:   send:TEXT  sendn:N (N-byte text)  sendu (non-ASCII text)  sendb:HEX  recv  recvall
 #          ping  sleep:S  close[:CODE[:REASON]]  bgclose (close() while another task is in recv())
 #          conc:TASKS:COUNT:SIZE (concurrent senders, server pings answered meanwhile)
 import sys
 import asyncio
 import hashlib
+import os
 import socket
 import binascii
 import time
@@ -27,6 +29,10 @@ def show(m, w):
         print("RECV str", len(m.encode()), digest(m.encode()), m if len(m) <= 40 else "")
     else:
         print("RECV bytes", len(m), digest(m))
+
+
+def nfds():
+    return len(os.listdir("/proc/self/fd"))
 
 
 def pem(path):
@@ -90,7 +96,7 @@ async def step(w, s):
 
 
 async def main(argv):
-    url, kw, steps, ca, cert, key = argv[0], {}, [], None, None, None
+    url, kw, steps, ca, cert, key, linger = argv[0], {}, [], None, None, None, 0
     i = 1
     while i < len(argv):
         a = argv[i]
@@ -111,16 +117,23 @@ async def main(argv):
                 kw["max_size"] = int(v)
             elif a == "--timeout":
                 kw["timeout"] = float(v)
+            elif a == "--linger":
+                linger = float(v)
         else:
             steps.append(a)
         i += 1
     if ca is not None or cert is not None:
         kw["ssl_context"] = ws.tls_context(ca, cert, key)
+    fds = nfds()
     t0 = time.ticks_ms()
     try:
         w = await ws.connect(url, **kw)
     except ws.WSError as e:
         print("WSERROR", e, "after_ms", time.ticks_diff(time.ticks_ms(), t0))
+        if linger:  # keep the loop running a while, then count open sockets
+            n = nfds()
+            await asyncio.sleep(linger)
+            print("FDS", fds, n, nfds())
         return
     print("CONNECTED", w.protocol)
     for s in steps:

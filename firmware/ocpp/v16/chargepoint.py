@@ -308,6 +308,9 @@ class ChargePoint:
         if not values:
             return
         p = {"connectorId": c.id, "meterValue": [{"timestamp": clock.iso(c.reading_time), "sampledValue": values}]}
+        if tx:
+            log.info("meter", "connector %d: %d Wh, %d W (%s)" % (
+                c.id, c.energy(), c.reading.get("Power.Active.Import", 0), context))
         self.outbox.put("MeterValues", p, tx)
         self.wake.set()
 

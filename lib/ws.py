@@ -17,7 +17,6 @@ _PONG = const(10)
 _CLOSE_WAIT = const(2)  # seconds to wait for the peer's close frame
 _MAX_HEADERS = const(40)  # response header lines accepted in the handshake
 _KEEP = const(4096)  # largest frame scratch buffer kept between sends
-_CONNECT_ERRORS = (ECONNREFUSED, EHOSTUNREACH, ETIMEDOUT)
 
 
 class WSError(Exception):
@@ -28,10 +27,8 @@ def pem_to_der(text):
     # Every "-----BEGIN ...-----" block as DER bytes (this mbedTLS takes DER only).
     if not isinstance(text, str):
         text = str(text, "utf-8")
-    out = []
-    for part in text.split("-----BEGIN ")[1:]:
-        out.append(binascii.a2b_base64(part[part.find("-----") + 5 : part.find("-----END")]))
-    return out
+    return [binascii.a2b_base64(p[p.find("-----") + 5 : p.find("-----END")])
+            for p in text.split("-----BEGIN ")[1:]]
 
 
 def tls_context(cadata=None, certfile_der=None, keyfile_der=None):
@@ -41,27 +38,25 @@ def tls_context(cadata=None, certfile_der=None, keyfile_der=None):
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.verify_mode = ssl.CERT_REQUIRED
     try:
-        if cadata:
-            for der in [cadata] if isinstance(cadata, (bytes, bytearray)) else cadata:
-                ctx.load_verify_locations(cadata=der)
+        for der in [cadata] if isinstance(cadata, (bytes, bytearray)) else cadata or ():
+            ctx.load_verify_locations(cadata=der)
         if certfile_der:  # client certificate: OCPP security profile 3
             ctx.load_cert_chain(certfile_der, keyfile_der)
     except (ValueError, OSError) as e:
-        raise WSError("bad certificate or key: %s" % e)
+        raise WSError("bad certificate or key: %s" % _why(e))
     return ctx
 
 
 def _parse_url(url):
-    if url.startswith("wss://"):
-        tls, rest, port = True, url[6:], 443
-    elif url.startswith("ws://"):
-        tls, rest, port = False, url[5:], 80
-    else:
+    # ws://host[:port]/path, wss://..., host may be an [IPv6] literal
+    tls = url.startswith("wss://")
+    if not (tls or url.startswith("ws://")):
         raise WSError("URL must start with ws:// or wss://: %s" % url)
+    rest = url[6 if tls else 5 :]
     i = rest.find("/")
     if i < 0:
         i = len(rest)
-    hp, path = rest[:i], rest[i:] or "/"
+    hp, path, port = rest[:i], rest[i:] or "/", 443 if tls else 80
     j = hp.rfind(":")
     if j > hp.rfind("]"):  # a port, not part of an IPv6 literal
         try:
@@ -76,14 +71,14 @@ def _parse_url(url):
 
 
 def _b64(b):
-    return binascii.b2a_base64(b)[:-1]  # drop the trailing newline
+    return binascii.b2a_base64(b)[:-1]  # without the trailing newline
 
 
 def _utf8(b):
     # MicroPython's decoder checks the byte structure; also reject what it lets
     # through (RFC 3629): overlong forms, surrogates, code points above U+10FFFF.
     s = str(b, "utf-8")
-    if len(s) != len(b):
+    if len(s) != len(b):  # not pure ASCII
         for i in range(len(b)):
             c = b[i]
             if c >= 0xC0:
@@ -95,17 +90,13 @@ def _utf8(b):
 
 
 def _why(e):
-    # one readable line from an OSError/ValueError, including mbedTLS ones
+    # One readable line from an exception, mbedTLS ones included.
     m = e.args[-1] if e.args and isinstance(e.args[-1], str) else str(e)
     if "CA_CHAIN_REQUIRED" in m:
         m = "no CA certificate configured"
     elif m.isdigit():
         m = "connection dropped (errno %s)" % m
     return "; ".join([x.strip() for x in m.split("\n") if x.strip()]) or "closed by peer"
-
-
-def _close_code_ok(c):  # RFC 6455 section 7.4
-    return 1000 <= c <= 1014 and c not in (1004, 1005, 1006) or 3000 <= c <= 4999
 
 
 async def connect(url, protocols=("ocpp1.6",), auth=None, ssl_context=None, max_size=65536, timeout=10):
@@ -121,10 +112,11 @@ async def connect(url, protocols=("ocpp1.6",), auth=None, ssl_context=None, max_
     except WSError as e:
         err = e.args[0]
     except (OSError, EOFError, ValueError) as e:
+        n = e.args[0] if isinstance(e, OSError) and e.args and type(e.args[0]) is int else 0
         why = _why(e)
-        if ws._stage == 0:
+        if ws._stage == 0 and n < 0:  # getaddrinfo errors are negative
             err = "cannot resolve %s: %s" % (host, why)
-        elif ws._stage == 1 and isinstance(e, OSError) and e.errno in _CONNECT_ERRORS:
+        elif ws._stage == 0 or ws._stage == 1 and n in (ECONNREFUSED, EHOSTUNREACH, ETIMEDOUT):
             err = "cannot connect to %s:%d: %s" % (host, port, why)
         elif ws._stage == 1 and tls:  # includes a server rejecting our certificate
             err = "TLS handshake failed: %s" % why
@@ -142,8 +134,8 @@ class WebSocket:
         self.close_code = None
         self.close_reason = None
         self._s = None  # asyncio stream (reader and writer are one object)
-        self._stage = 0  # handshake progress, for error messages
         self._err = None  # open_connection's exception
+        self._stage = 0  # handshake progress, for error messages
         self._close_sent = False
         self._busy = False  # a recv() is running
         self._lock = asyncio.Lock()  # one frame at a time on the wire
@@ -152,10 +144,10 @@ class WebSocket:
         self._wbuf = bytearray(128)  # frame scratch, kept up to _KEEP bytes
 
     async def _open(self, host, port, ctx, ev):
-        # A task of its own that nobody cancels: until TCP connects only
-        # open_connection holds the socket, so a timeout must not cancel it.
+        # A task nobody cancels: until TCP connects only open_connection holds
+        # the socket, so cancelling it on timeout would leak the socket.
         try:
-            kw = {"ssl": ctx, "server_hostname": host} if ctx else {}
+            kw = {"ssl": ctx, "server_hostname": host} if ctx else {}  # TLS checks host
             self._s = (await asyncio.open_connection(host, port, **kw))[0]
             if self.closed:  # connect() gave up meanwhile
                 self._s.s.close()
@@ -178,13 +170,14 @@ class WebSocket:
             hp += ":%d" % port
         req = ("GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n" % (path, hp, key.decode()))
+        want = ", ".join(protocols)
         if protocols:
-            req += "Sec-WebSocket-Protocol: %s\r\n" % ", ".join(protocols)
-        if auth:
+            req += "Sec-WebSocket-Protocol: %s\r\n" % want
+        if auth:  # RFC 7617
             req += "Authorization: Basic %s\r\n" % _b64(("%s:%s" % auth).encode()).decode()
         s.write((req + "\r\n").encode())
         await s.drain()
-        line = await s.readline()
+        line = await s.readline()  # TLS handshake errors surface up to here
         self._stage = 2
         st = line.split(None, 2)
         if len(st) < 2 or not st[0].startswith(b"HTTP/"):
@@ -210,7 +203,6 @@ class WebSocket:
         if b"sec-websocket-extensions" in h:
             raise WSError("server selected an extension we did not offer")
         p = h.get(b"sec-websocket-protocol")
-        want = ", ".join(protocols)
         if p is None and protocols:
             raise WSError("server did not select subprotocol %s" % want)
         if p is not None:
@@ -226,7 +218,7 @@ class WebSocket:
         self._done.set()
 
     def _lost(self, e):
-        if not self.closed and self.close_code is None:
+        if not self.closed:
             self.close_code = 1006  # RFC 6455 section 7.1.5: closed abnormally
             self.close_reason = _why(e)
         self._shut()
@@ -237,38 +229,38 @@ class WebSocket:
             self._close_sent = True
             try:
                 await self._send(_CLOSE, bytes((code >> 8, code & 255)))
-            except OSError:
+                # Drop what the peer still sends until it closes: closing a socket
+                # with unread data sends a TCP reset, which can destroy our close frame.
+                await asyncio.wait_for(self._discard(), _CLOSE_WAIT)
+            except (OSError, asyncio.TimeoutError):
                 pass
         self._shut()
         raise WSError(why)
+
+    async def _discard(self):
+        while await self._s.read(256):
+            pass
 
     # ---- writing ----------------------------------------------------------
     async def _send(self, op, data):
         # RFC 6455 sections 5.2, 5.3: masked frame, header and payload in ONE write
         p = memoryview(data)  # a str gives its UTF-8 bytes
         n = len(p)
-        hl = 2 if n < 126 else 4 if n < 65536 else 10
-        t = hl + 4 + n
-        async with self._lock:
+        j = 2 if n < 126 else 4 if n < 65536 else 10  # header length before the mask
+        t = j + 4 + n
+        async with self._lock:  # the scratch buffer and the wire are shared
             b = self._wbuf
             if len(b) < t:
                 b = bytearray(t)
                 if t <= _KEEP:
                     self._wbuf = b
             b[0] = 0x80 | op
-            if n < 126:
-                b[1] = 0x80 | n
-            elif n < 65536:
-                b[1] = 0xFE
-                b[2] = n >> 8
-                b[3] = n & 255
-            else:
-                b[1] = 0xFF
-                for i in range(8):
-                    b[2 + i] = (n >> (56 - 8 * i)) & 255
+            b[1] = 0x80 | (n if j == 2 else 126 if j == 4 else 127)
+            for i in range(2, j):  # extended length, big-endian
+                b[i] = (n >> (8 * (j - 1 - i))) & 255
             k = os.urandom(4)
-            b[hl : hl + 4] = k
-            j = hl + 4
+            b[j : j + 4] = k
+            j += 4
             for i in range(n):
                 b[j + i] = p[i] ^ k[i & 3]
             self._s.write(memoryview(b)[:t])
@@ -281,7 +273,7 @@ class WebSocket:
             await self._send(op, data)
         except OSError as e:
             self._lost(e)
-            raise WSError("connection lost: %s" % e)
+            raise WSError("connection lost: %s" % _why(e))
 
     async def send(self, data):
         # str -> text frame, bytes-like -> binary frame
@@ -304,7 +296,7 @@ class WebSocket:
                 self._shut()
                 return
         try:
-            if self._busy:  # another task's recv() will see the peer's close
+            if self._busy:  # another task's recv() will get the peer's close
                 await asyncio.wait_for(self._done.wait(), _CLOSE_WAIT)
             else:
                 await asyncio.wait_for(self._drain(), _CLOSE_WAIT)
@@ -325,7 +317,7 @@ class WebSocket:
             k = await self._s.readinto(mv[i:n])
             if k == 0:
                 raise EOFError
-            if k:
+            if k:  # None: nothing yet (TLS)
                 i += k
 
     async def _frame(self):
@@ -342,20 +334,17 @@ class WebSocket:
             await self._fail(1002, "protocol error: reserved opcode %d" % op)
         if op >= 8 and (n > 125 or not b0 & 0x80):  # section 5.5
             await self._fail(1002, "protocol error: control frame too long or fragmented")
-        if n == 126:
-            await self._fill(h, 2)
-            n = h[0] << 8 | h[1]
-        elif n == 127:
-            await self._fill(h, 8)
+        if n > 125:
+            m = 2 if n == 126 else 8
+            await self._fill(h, m)
             n = 0
-            for c in h:
-                n = n << 8 | c
+            for i in range(m):
+                n = n << 8 | h[i]
         return b0 & 0x80, op, n
 
     async def _payload(self, n):
         b = bytearray(n)
-        if n:
-            await self._fill(b, n)
+        await self._fill(b, n)
         return b
 
     async def recv(self):
@@ -385,8 +374,7 @@ class WebSocket:
                 continue
             if (op == 0) != (mop != 0):
                 await self._fail(1002, "protocol error: unexpected continuation or data frame")
-            if op:
-                mop = op
+            mop = op or mop
             size = n + (len(msg) if msg else 0)
             if size > self.max_size:
                 await self._fail(1009, "message of %d bytes exceeds limit %d" % (size, self.max_size))
@@ -405,11 +393,11 @@ class WebSocket:
 
     async def _on_close(self, p):
         # RFC 6455 section 5.5.1: echo the status code, then drop the connection
-        code, reason = 1005, ""  # 1005: no status code in the close frame
+        code, reason = 1005, ""  # 1005: the frame had no status code
         if p:
             code = p[0] << 8 | p[1] if len(p) > 1 else 0
-            if not _close_code_ok(code):
-                await self._fail(1002, "protocol error: bad close frame")
+            if not (1000 <= code <= 1014 and code not in (1004, 1005, 1006) or 3000 <= code <= 4999):
+                await self._fail(1002, "protocol error: bad close frame")  # section 7.4
             try:
                 reason = _utf8(p[2:])
             except UnicodeError:

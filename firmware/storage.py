@@ -89,7 +89,10 @@ class Store:
         body = json.dumps(obj).encode()
         c = crc32(body)
         p = self.root + name
-        if self._crc.get(name) == c and self._read(p + ".json") == body:
+        # Unchanged (same CRC as last loaded/written, or nothing known yet):
+        # confirm against the flash copy, which also catches a damaged file.
+        if self._crc.get(name, c) == c and self._read(p + ".json") == body:
+            self._crc[name] = c
             return False
         t = p + ".tmp"
         try:

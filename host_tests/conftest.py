@@ -1,6 +1,7 @@
 """Shared fixtures: the firmware on the MicroPython unix port, and the dev CSMS."""
 import os
 import queue
+import ssl
 import re
 import subprocess
 import sys
@@ -119,3 +120,41 @@ def firmware_factory(tmp_path):
     for fw in started:
         fw.stop()
         assert not fw.crashed(), "firmware printed a traceback:\n" + "\n".join(fw.lines[-60:])
+
+
+# ---- certificates (openssl CLI): a test CA, a server for localhost, a client ----
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pki")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"]
+
+    def req(name, subject, *ext, ca=None):
+        cmd = ["openssl", "req", "-x509", *ec, "-keyout", d / (name + ".key"), "-out", d / (name + ".pem"),
+               "-subj", subject]
+        if ca:
+            cmd += ["-CA", d / (ca + ".pem"), "-CAkey", d / (ca + ".key")]
+        for e in ext:
+            cmd += ["-addext", e]
+        subprocess.run(cmd, check=True, capture_output=True)
+
+    ca_ext = ("basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign")
+    req("ca", "/CN=Test CSMS CA", *ca_ext)
+    req("ca2", "/CN=Some Other CA", *ca_ext)
+    req("server", "/CN=localhost", "basicConstraints=CA:FALSE",
+        "subjectAltName=DNS:localhost,IP:127.0.0.1", ca="ca")
+    req("otherhost", "/CN=otherhost", "basicConstraints=CA:FALSE", "subjectAltName=DNS:otherhost", ca="ca")
+    req("client", "/CN=CP001", "basicConstraints=CA:FALSE", "extendedKeyUsage=clientAuth", ca="ca")
+    (d / "bundle.pem").write_text((d / "ca2.pem").read_text() + (d / "ca.pem").read_text())
+    return d
+
+
+def server_tls(pki, name="server", client_ca=None):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki / (name + ".pem"), pki / (name + ".key"))
+    if client_ca:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(pki / client_ca)
+    return ctx
+
+

@@ -124,3 +124,22 @@ def test_http_401_is_logged_and_retried(firmware_factory):
         fw.wait_line(r"accepted this charge point", 30)
     finally:
         csms.stop_thread()
+
+
+def test_wss_with_the_right_ca_and_refused_with_a_wrong_one(pki, firmware_factory, tmp_path):
+    from conftest import server_tls
+    csms = DevCSMS()
+    csms.start_in_thread(ssl=server_tls(pki))
+    try:
+        url = "wss://localhost:%d" % csms.port
+        bad = firmware_factory(url, "CP-WRONG-CA", extra=["--ca", str(pki / "ca2.pem")])
+        bad.start()
+        line = bad.wait_line(r"cannot connect")
+        assert "TLS" in line or "certificate" in line
+        good = firmware_factory(url, "CP-TLS", extra=["--ca", str(pki / "ca.pem")])
+        good.start()
+        good.wait_line(r"accepted this charge point", 20)
+        assert csms.actions()[0] == "BootNotification"
+        assert "CP-WRONG-CA" not in {cp for _, _, cp, _ in csms.frames}
+    finally:
+        csms.stop_thread()

@@ -71,23 +71,22 @@ NAMES = sorted(p.name[:-5] for p in SCHEMA_DIR.glob("*.json"))
 
 # ---------------------------------------------------------------- reference validation
 
-DT_RE = re.compile(r"^(\d{4})-(\d\d)-(\d\d)[Tt](\d\d):(\d\d):(\d\d)(\.\d+)?([Zz]|[+-](\d\d):(\d\d))$")
+D = "([0-9][0-9])"
+DT_RE = re.compile("([0-9]{4})-%s-%s[Tt]%s:%s:%s([.][0-9]+)?([Zz]|[+-]%s:%s)" % ((D,) * 7))
 
 
 def ref_datetime(s):
     """Independent RFC 3339 date-time check (the firmware rules: <= 40 chars, leap second)."""
     if not isinstance(s, str):
         return True
-    m = DT_RE.match(s)
+    m = DT_RE.fullmatch(s)
     if not m or len(s) > 40:
         return False
     y, mo, d, h, mi, se = (int(x) for x in m.groups()[:6])
     try:
-        datetime(max(y, 1), mo, d, h, mi, min(se, 59))
+        datetime(y or 2000, mo, d, h, mi, min(se, 59))   # no year 0 in datetime; 0 and 2000 are leap
     except ValueError:
         return False
-    if y == 0 and mo == 2 and d == 29:   # year 0000 is a leap year; datetime has no year 0
-        pass
     if se > 60:
         return False
     if m.group(9) is not None and (int(m.group(9)) > 23 or int(m.group(10)) > 59):
@@ -212,7 +211,7 @@ def mutations(s, root, value, top=False):
                 yield (kind, code, value[:i] + [mv] + value[i + 1:])
 
 
-HYP = settings(max_examples=6, deadline=None, derandomize=True, database=None,
+HYP = settings(max_examples=12, deadline=None, derandomize=True, database=None,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -274,7 +273,7 @@ def test_generator_minimum_open_objects_and_unsupported_keywords(tmp_path):
     assert chk("Foo", {"n": 1, "o": {"a": True, "free": [1]}}) is None     # open object
     assert chk("Foo", {"anything": 1}, True) is None
     assert chk("Foo", {"n": 1, "y": 1})[0] == FORM
-    bad = dict(req, properties={"s": {"type": "string", "pattern": "^a"}})
+    bad = dict(req, required=[], properties={"s": {"type": "string", "pattern": "^a"}})
     with pytest.raises(SystemExit, match="unsupported keywords"):
         gen.generate(str(_write_pair(tmp_path / "bad", bad)))
 
@@ -340,7 +339,7 @@ BAD_DT = ["yesterday", "2026-13-01T00:00:00Z", "2026-11-23T18:41:19", "2026-11-2
           "2025-02-29T00:00:00Z", "2100-02-29T00:00:00Z", "2026-04-31T00:00:00Z",
           "2026-11-23T24:00:00Z", "2026-11-23T18:60:00Z", "2026-11-23T18:41:61Z",
           "2026-11-23T18:41:19.Z", "2026-11-23T18:41:19+0100", "2026-11-23T18:41:19+24:00",
-          "2026-11-23T18:41:19+01:60", "2026-11-23T18:41:19ZZ", "2026-11-23T18:41:19.1234567890123456Z",
+          "2026-11-23T18:41:19+01:60", "2026-11-23T18:41:19ZZ", "2026-11-23T18:41:19.123456789012345678901Z",
           "2026-1-23T18:41:19Z", "\uff12026-11-23T18:41:19Z", "", "2026-11-23T18:41:19+01:00\n"]
 
 EXPLICIT = [
@@ -361,6 +360,14 @@ EXPLICIT = [
     ("UnlockConnectorResponse", {"status": "Unlock"}, (PROP, "status: not an allowed value")),
     ("UnlockConnectorResponse", {"status": ""}, (PROP, "status: not an allowed value")),
     ("UnlockConnectorResponse", {"status": None}, (TYPE, "status: must be a string")),
+    ("AuthorizeResponse", {"idTagInfo": {"status": "Accepted", "IdTag": 1}}, (FORM, "idTagInfo.IdTag: not in the PDU")),
+    ("AuthorizeResponse", {"idTagInfo": {"status": "Accepted", "Tag": 1}}, (FORM, "idTagInfo.Tag: not in the PDU")),
+    ("AuthorizeResponse", {"idTagInfo": {"status": "Accepted", "Blocked": 1}}, (FORM, "idTagInfo.Blocked: not in the PDU")),
+    ("AuthorizeResponse", {"idTagInfo": {"status|": "Accepted"}}, (FORM, "idTagInfo.status|: not in the PDU")),
+    ("AuthorizeResponse", {"idTagInfo": {"status:S": "Accepted"}}, (FORM, "idTagInfo.status:S: not in the PDU")),
+    ("AuthorizeResponse", {"idTagInfo": {"status": "Accepted|"}}, (PROP, "idTagInfo.status: not an allowed value")),
+    ("AuthorizeResponse", {"idTagInfo": {"status": "Blocked Expired"}}, (PROP, "idTagInfo.status: not an allowed value")),
+    ("AuthorizeResponse", {"idTagInfo": {"status": "Accepted", "expiryDate": "2026-11-23T18:41:19Z"}}, None),
     ("Heartbeat", [], (FORM, "payload is not a JSON object")),
     ("Heartbeat", "{}", (FORM, "payload is not a JSON object")),
     ("Heartbeat", {"a:b": 1}, (FORM, "a:b: not in the PDU")),
@@ -391,7 +398,7 @@ EXPLICIT = [
         "chargingRateUnit": "W", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10 ** 400}]}},
      (PROP, "chargingSchedule.chargingSchedulePeriod[0].limit: not a multiple of 0.1")),
     ("GetCompositeScheduleResponse", {"status": "Accepted", "chargingSchedule": {
-        "chargingRateUnit": "W", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 1e308}]}}, None),
+        "chargingRateUnit": "W", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 1e300}]}}, None),
     ("DataTransfer", {"vendorId": "v", "data": {"deep": [[[[[[[[[[1]]]]]]]]]]}},
      (TYPE, "data: must be a string")),
     ("DataTransfer", {"vendorId": "v", "zz": {"deep": [[[[[[[[[[1]]]]]]]]]]}}, (FORM, "zz: not in the PDU")),
@@ -477,8 +484,6 @@ def mp_cases():
             for kind, code, bad in rnd.sample(muts, min(len(muts), 2)):
                 cases.append([action, bad, resp])
     for name, payload, _ in EXPLICIT:
-        if "1e308" in repr(payload) or "10 ** 400" in repr(payload) or isinstance(payload, str):
-            pass
         action, resp = split(name)
         cases.append([action, payload, resp])
     cases += [["Foo", {}, False], ["", {}, False], ["Heartbeat", {}, True], ["Heartbeat", "x", False]]
@@ -497,12 +502,11 @@ def mpy_build(tmp_path_factory):
 
 def test_micropython_port_gives_identical_answers(mpy_build, tmp_path):
     cases = mp_cases()
-    # 10**400 is not valid JSON for the MicroPython parser round trip check; keep it CPython-only
-    cases = [c for c in cases if "e+" not in json.dumps(c[1]) and len(json.dumps(c[1])) < 20000
-             and not any(isinstance(x, int) and abs(x) > 10 ** 30 for x in _leaves(c[1]))]
     assert len(cases) >= 300
     data = tmp_path / "cases.json"
-    data.write_text(json.dumps(cases))
+    # raw UTF-8, not \u escapes: MicroPython's json turns an escaped surrogate pair
+    # ("\ud83d\ude00") into two code points, so maxLength would count it twice there.
+    data.write_text(json.dumps(cases, ensure_ascii=False), encoding="utf-8")
     runner = tmp_path / "runner.py"
     runner.write_text(MP_RUNNER)
     p = subprocess.run([str(MICROPYTHON), str(runner), str(data)], cwd=ROOT, capture_output=True,
@@ -512,7 +516,7 @@ def test_micropython_port_gives_identical_answers(mpy_build, tmp_path):
     heap = json.loads(lines[0])["import_heap"]
     assert 0 < heap < 24 * 1024, heap      # unix 64-bit port; about 15 KB when written
     got = [json.loads(x) for x in lines[1:]]
-    want = [None if r is None else list(r) for r in (check(a, pl, r_) for a, pl, r_ in json.loads(data.read_text()))]
+    want = [None if r is None else list(r) for r in (check(a, pl, r_) for a, pl, r_ in json.loads(data.read_text(encoding="utf-8")))]
     assert len(got) == len(want)
     diffs = [(cases[i], got[i], want[i]) for i in range(len(want)) if got[i] != want[i]]
     assert not diffs, diffs[:5]

@@ -25,6 +25,8 @@ import pytest
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
+from conftest import server_tls
+
 ROOT = Path(__file__).resolve().parents[1]
 MICROPYTHON = ROOT / ".venv" / "bin" / "micropython"
 PROBE = "host_tests/mp/ws_probe.py"
@@ -212,41 +214,7 @@ async def report_client_close(net, reader):
         net.put("client close", "eof")
 
 
-# ---- certificates ---------------------------------------------------------------
-
-@pytest.fixture(scope="session")
-def pki(tmp_path_factory):
-    d = tmp_path_factory.mktemp("pki")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"]
-
-    def req(name, subject, *ext, ca=None):
-        cmd = ["openssl", "req", "-x509", *ec, "-keyout", d / (name + ".key"), "-out", d / (name + ".pem"),
-               "-subj", subject]
-        if ca:
-            cmd += ["-CA", d / (ca + ".pem"), "-CAkey", d / (ca + ".key")]
-        for e in ext:
-            cmd += ["-addext", e]
-        subprocess.run(cmd, check=True, capture_output=True)
-
-    ca_ext = ("basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign")
-    req("ca", "/CN=Test CSMS CA", *ca_ext)
-    req("ca2", "/CN=Some Other CA", *ca_ext)
-    req("server", "/CN=localhost", "basicConstraints=CA:FALSE",
-        "subjectAltName=DNS:localhost,IP:127.0.0.1", ca="ca")
-    req("otherhost", "/CN=otherhost", "basicConstraints=CA:FALSE", "subjectAltName=DNS:otherhost", ca="ca")
-    req("client", "/CN=CP001", "basicConstraints=CA:FALSE", "extendedKeyUsage=clientAuth", ca="ca")
-    (d / "bundle.pem").write_text((d / "ca2.pem").read_text() + (d / "ca.pem").read_text())
-    return d
-
-
-def server_tls(pki, name="server", client_ca=None):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(pki / (name + ".pem"), pki / (name + ".key"))
-    if client_ca:
-        ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_verify_locations(pki / client_ca)
-    return ctx
-
+# ---- certificates: the pki fixture and server_tls() live in conftest.py ---------
 
 # ---- tests: websockets server -----------------------------------------------------
 

@@ -28,7 +28,8 @@ class Flash:
             size = os.stat(path)[6]
         except OSError:
             size = -1
-        if size > 0 and size % _BS == 0:
+        self.new = not (size > 0 and size % _BS == 0)
+        if not self.new:
             blocks = size // _BS  # keep an existing image as it is
             self._f = open(path, "r+b")
         else:
@@ -109,7 +110,10 @@ def mount(data_dir, mountpoint="/flash", blocks=512):
     try:
         os.mount(os.VfsLfs2(d), mountpoint)
     except OSError as e:
-        log.warn(_TAG, "no file system on %s (%s), formatting %d KB" % (path, e, d.blocks * _BS // 1024))
+        if d.new:
+            log.info(_TAG, "new image %s, formatting %d KB" % (path, d.blocks * _BS // 1024))
+        else:
+            log.warn(_TAG, "no file system on %s (%s), formatting %d KB" % (path, e, d.blocks * _BS // 1024))
         os.VfsLfs2.mkfs(d)
         os.mount(os.VfsLfs2(d), mountpoint)
     dev = d

@@ -4,8 +4,9 @@
 #
 # The schemas are compiled by tools/gen_tables.py into ocpp/v16/tables.py (the encoding is
 # described in that tool). This module walks those strings in place: on the success path it
-# allocates nothing except the floats that number fields need. It only walks what the schema describes, so the
-# recursion depth is bounded by the schemas (5 levels), whatever the payload holds.
+# allocates nothing except the floats that number fields need. It only walks what the schema
+# describes, so the recursion depth is bounded by the schemas (5 levels), whatever the payload
+# holds.
 #
 # Error codes (OCPP-J 1.6 section 4.2.3, spelled as the spec does):
 #   FormationViolation            payload is not a JSON object; property not in the PDU
@@ -14,8 +15,9 @@
 #                                 not an integral float (1.0), as in JSON schema draft 4 (which
 #                                 the ocpp reference implementation applies to every 1.6 schema)
 #   PropertyConstraintViolation   value not in the enum, string longer than maxLength, number
-#                                 below minimum or not a multipleOf (tolerance of a few float
-#                                 ulps), non-finite number, date-time not RFC 3339
+#                                 below minimum or not a multipleOf (relative tolerance 1e-9,
+#                                 1e-6 on single-precision ports: 21.4 passes for 0.1, 4.11
+#                                 fails), non-finite number, date-time not RFC 3339
 #   NotImplemented                unknown action
 # The first problem found is reported; properties are checked in payload order, then the
 # required ones. Descriptions name the field path, e.g. "idTag: longer than 20 characters",
@@ -24,6 +26,8 @@
 # date-time: RFC 3339 "YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)", T/Z in either case,
 # real calendar dates (leap years), second 60 allowed (leap second), at most 40 characters.
 # A time without offset (ISO 8601 local time) is rejected. format "uri" is not checked.
+# maxLength counts code points as the port's json delivers them; MicroPython's json turns an
+# escaped surrogate pair ("\ud83d\ude00") into two code points (raw UTF-8 gives one).
 from .v16 import tables as _t
 
 FORMATION = "FormationViolation"
@@ -32,7 +36,7 @@ TYPE = "TypeConstraintViolation"
 PROPERTY = "PropertyConstraintViolation"
 NOT_IMPLEMENTED = "NotImplemented"
 
-# relative tolerance for multipleOf: a few ulps of the port's float (single on most boards)
+# relative tolerance for multipleOf, by the port's float precision (single on most boards)
 _TOL = 1e-9 if 1.0 + 1e-12 != 1.0 else 1e-6
 _DIM = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _PAGE = _t.PAGE

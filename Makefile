@@ -36,5 +36,13 @@ sim: $(BIN)/.installed
 tables: $(BIN)/.installed
 	$(BIN)/python tools/gen_tables.py
 
+check-tables: $(BIN)/.installed
+	$(BIN)/python tools/gen_tables.py --check
+
+# Compile firmware/ and lib/ to .mpy for a board architecture (ARCH=xtensawin|armv6m).
+ARCH ?= xtensawin
+mpy: $(BIN)/.installed
+	$(BIN)/python tools/build_mpy.py --arch $(ARCH) -v
+
 clean:
 	rm -rf build data

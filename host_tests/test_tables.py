@@ -11,7 +11,6 @@
 The firmware package is named `ocpp`, like the mobilityhouse package the CSMS tests import,
 so it is loaded here under another name (_fw_ocpp) and never touches sys.modules["ocpp"].
 """
-import copy
 import importlib.util
 import json
 import random
@@ -516,22 +515,12 @@ def test_micropython_port_gives_identical_answers(mpy_build, tmp_path):
     heap = json.loads(lines[0])["import_heap"]
     assert 0 < heap < 24 * 1024, heap      # unix 64-bit port; about 15 KB when written
     got = [json.loads(x) for x in lines[1:]]
-    want = [None if r is None else list(r) for r in (check(a, pl, r_) for a, pl, r_ in json.loads(data.read_text(encoding="utf-8")))]
+    sent = json.loads(data.read_text(encoding="utf-8"))
+    want = [None if r is None else list(r) for r in (check(a, pl, resp) for a, pl, resp in sent)]
     assert len(got) == len(want)
     diffs = [(cases[i], got[i], want[i]) for i in range(len(want)) if got[i] != want[i]]
     assert not diffs, diffs[:5]
     assert sum(1 for w in want if w is None) > 50 and sum(1 for w in want if w) > 100
-
-
-def _leaves(v):
-    if isinstance(v, dict):
-        for x in v.values():
-            yield from _leaves(x)
-    elif isinstance(v, list):
-        for x in v:
-            yield from _leaves(x)
-    else:
-        yield v
 
 
 # ---------------------------------------------------------------- (d) cross-compilation

@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 from dev_csms import DevCSMS  # noqa: E402
 
 MICROPYTHON = str(Path(sys.executable).parent / "micropython")
-MICROPYPATH = "firmware:lib:.frozen"
+MICROPYPATH = os.environ.get("FW_MICROPYPATH", "firmware:lib:.frozen")
 
 
 def mp_env():
@@ -40,6 +40,7 @@ class Firmware:
 
     def __init__(self, data_dir, csms_url, cp_id="CP001", board="boards/unix", extra=(), heapsize=None):
         self.data_dir = Path(data_dir)
+        heapsize = heapsize or os.environ.get("FW_HEAPSIZE")
         self.cmd = [MICROPYTHON] + (["-X", "heapsize=" + heapsize] if heapsize else []) + [
             "firmware/main.py", "--board", board, "--data", str(data_dir),
             "--csms", csms_url, "--cp", cp_id, "--frames"] + list(extra)

@@ -38,22 +38,19 @@ def load_board(path):
         return json.load(f)
 
 
-def build_connectors(board, data):
+def build_connectors(board, ctx):
     # One Connector per entry in the board file, with its hardware ports.
+    from hw import build
     connectors = [Connector(0)]
     meters = {}
     for i, spec in enumerate(board["connectors"]):
         cid = i + 1
-        kind = spec.get("hardware", "sim")
-        if kind == "sim":
-            from hw.sim import SimContactor, SimMeter
-            contactor = SimContactor(cid)
-            state = data + "/meter%d.txt" % cid if data else None
-            meter = SimMeter(contactor, state, spec.get("phases", 3), spec.get("volts", 230.0))
-        else:
-            raise ValueError("connector %d: unknown hardware %r in board file" % (cid, kind))
+        contactor = build.contactor(cid, spec.get("contactor", {}), ctx)
+        meter = build.meter(cid, spec.get("meter", {}), ctx, contactor)
+        c = Connector(cid, meter, contactor)
+        c.plug_input = build.plug(cid, spec.get("plug"), ctx)
         meters[cid] = meter
-        connectors.append(Connector(cid, meter, contactor))
+        connectors.append(c)
     return connectors, meters
 
 
@@ -90,7 +87,9 @@ async def run(opts):
     log.info("boot", "charge point %s, board %s, CSMS %s" % (
         config.get("ChargePointId"), board.get("name", "?"), config.get("CsmsUrl")))
 
-    connectors, meters = build_connectors(board, data)
+    from hw.build import Context
+    ctx = Context(board, data)
+    connectors, meters = build_connectors(board, ctx)
     station = Station(config, connectors)
     from ocpp.v16.chargepoint import ChargePoint
     from ocpp import link

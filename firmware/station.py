@@ -58,6 +58,7 @@ class Connector:
         self.reading = None  # last good meter reading {measurand: value}
         self.reading_time = 0  # Unix time of that reading
         self.reservation = None
+        self.plug_input = None  # hardware plug detection, or None: detected by current
 
     def energy(self):
         # Energy register in Wh, or None while the meter has not answered.

@@ -86,6 +86,18 @@ _T = (
     "ChargeBoxSerialNumber sR 25\n"
     "LogFrames b - false\n"
     "BootRetryInterval i 1-3600 60\n"
+    # Hardware behaviour (vendor keys)
+    "MeterPollInterval i 100-60000 1000\n"
+    "MeterFailuresBeforeFault i 1-100 3\n"
+    "ChargingCurrentThreshold i 0-80000 500\n"
+    "ChargingDetectSeconds i 0-600 3\n"
+    "AutoStopIdleSeconds i 0-86400 0\n"
+    "FreeVendEnabled b - false\n"
+    "FreeVendIdTag s 20 FreeVend\n"
+    # Network (boards with Wi-Fi)
+    "WifiSsid s! 32\n"
+    "WifiPassword sW! 64\n"
+    "NtpServer s 64 pool.ntp.org\n"
 )
 
 _MEAS = (

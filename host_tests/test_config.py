@@ -108,6 +108,16 @@ STATION = {
     "ChargeBoxSerialNumber": (str, True),
     "LogFrames": (bool, False),
     "BootRetryInterval": (int, False),
+    "MeterPollInterval": (int, False),
+    "MeterFailuresBeforeFault": (int, False),
+    "ChargingCurrentThreshold": (int, False),
+    "ChargingDetectSeconds": (int, False),
+    "AutoStopIdleSeconds": (int, False),
+    "FreeVendEnabled": (bool, False),
+    "FreeVendIdTag": (str, False),
+    "WifiSsid": (str, False),
+    "NtpServer": (str, False),
+    "WifiPassword": (str, False),
 }
 
 
@@ -120,7 +130,7 @@ def test_all_keys_with_spec_types_and_access(tmp_path):
     for k in known:
         typ, ro = table[k["key"]]
         assert ro is None or k["readonly"] is ro, k
-        if k["key"] == "AuthorizationKey":
+        if k["key"] in ("AuthorizationKey", "WifiPassword"):  # write-only: never shown
             assert "value" not in k
             continue
         assert isinstance(k["value"], str), k

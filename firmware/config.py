@@ -31,7 +31,7 @@ _T = (
     "ConnectionTimeOut i 0-3600 60\n"
     "ConnectorPhaseRotation l rotation Unknown\n"
     "ConnectorPhaseRotationMaxLength iR 0-100 4\n"
-    "GetConfigurationMaxKeys iR 1-1000 64\n"
+    "GetConfigurationMaxKeys iR 1-1000 100\n"
     "HeartbeatInterval i 0-86400 300\n"
     "LightIntensity i 0-100 100\n"
     "LocalAuthorizeOffline b - true\n"

@@ -13,6 +13,7 @@ import clock
 from storage import Store
 from config import Config
 from station import Station, Connector
+from tasks import guard
 
 _OPTIONS = {"--board": "board", "--data": "data", "--csms": "CsmsUrl", "--cp": "ChargePointId", "--ca": "ca"}
 
@@ -87,24 +88,60 @@ async def run(opts):
     log.info("boot", "charge point %s, board %s, CSMS %s" % (
         config.get("ChargePointId"), board.get("name", "?"), config.get("CsmsUrl")))
 
-    from hw.build import Context
-    ctx = Context(board, data)
+    from hw import build
+    ctx = build.Context(board, data)
     connectors, meters = build_connectors(board, ctx)
     station = Station(config, connectors)
+    reader = build.reader(board.get("reader"), ctx)
+    watchdog = build.watchdog(board.get("watchdog"), ctx)
+    boot_fields = await identify(board, ctx, connectors)
     from ocpp.v16.chargepoint import ChargePoint
     from ocpp import link
-    cp = ChargePoint(station, config, board.get("boot", {}))
+    cp = ChargePoint(station, config, boot_fields)
     gc.collect()
 
-    asyncio.create_task(station.poll_meters())
-    asyncio.create_task(cp.sample_meters())
-    asyncio.create_task(link.supervise(cp, config, tls_loader(opts.get("ca"))))
+    if board.get("network"):
+        import net
+        await net.up(config)
+    guard("meter", station.poll_meters)
+    guard("sampler", cp.sample_meters)
+    guard("link", lambda: link.supervise(cp, config, tls_loader(opts.get("ca"))))
+    if reader:
+        guard("reader", lambda: read_cards(station, reader, board["reader"].get("connector", 1)))
+    if watchdog:
+        from hw.watchdog import feeder
+        guard("watchdog", lambda: feeder(watchdog, 1000))
     if board.get("console"):
         from hw import console
         await console.run(station, config, cp, meters)
         return 0
     while True:
         await asyncio.sleep(3600)
+
+
+async def identify(board, ctx, connectors):
+    # BootNotification fields from the hardware: the board file's, then what
+    # the meter (type, serial number) and the modem (ICCID, IMSI) report.
+    fields = dict(board.get("boot", {}))
+    for c in connectors:
+        if c.meter and hasattr(c.meter, "identify"):
+            for k, v in (await c.meter.identify()).items():
+                fields.setdefault(k, v)
+            break
+    from hw import build
+    modem = build.modem(board.get("modem"), ctx)
+    if modem:
+        fields.update(await modem.identify())
+    return fields
+
+
+async def read_cards(station, reader, cid):
+    # A card held to the reader is presented at the reader's connector.
+    while True:
+        tag = await reader.poll()
+        if tag:
+            asyncio.create_task(station.present_card(cid, tag))
+        await asyncio.sleep_ms(200)
 
 
 def main():

@@ -21,7 +21,8 @@ FAULTED = "Faulted"
 
 NO_ERROR = "NoError"
 ENERGY = "Energy.Active.Import.Register"
-_DRAW_AMPS = 0.5  # above this the vehicle is drawing: Charging, else SuspendedEV
+METER_FAILURE = "PowerMeterFailure"
+SWITCH_FAILURE = "PowerSwitchFailure"
 
 
 class Transaction:
@@ -38,6 +39,7 @@ class Transaction:
         self.stop_reason = None
         self.stop_id_tag = None
         self.stop_data = None  # readings at the stop, for StopTxnSampledData
+        self.drawn = False  # the vehicle has drawn current during this transaction
 
 
 class Connector:
@@ -58,7 +60,13 @@ class Connector:
         self.reading = None  # last good meter reading {measurand: value}
         self.reading_time = 0  # Unix time of that reading
         self.reservation = None
-        self.plug_input = None  # hardware plug detection, or None: detected by current
+        self.plug_input = None  # plug detection pin; None: console (simulator) or current
+        self.detect_by_current = False  # no plug signal: a drawing vehicle counts as plugged in
+        self.meter_ok = True  # the last poll answered
+        self.meter_failures = 0  # consecutive failed polls
+        self.threshold_ma = 500
+        self.draw_since = None  # ticks_ms when the current went above / below the threshold
+        self.idle_since = None
 
     def energy(self):
         # Energy register in Wh, or None while the meter has not answered.
@@ -66,13 +74,14 @@ class Connector:
         return None if r is None else int(r.get(ENERGY, 0))
 
     def drawing(self):
+        # The vehicle draws more than ChargingCurrentThreshold on any phase.
         r = self.reading
-        if r is None:
+        if r is None or not self.meter_ok:
             return False
         amps = r.get("Current.Import", 0)
         if type(amps) is tuple:
             amps = max(amps)
-        return amps > _DRAW_AMPS
+        return amps * 1000 > self.threshold_ma
 
     def derive_status(self):
         # The OCPP 1.6 connector state machine, from the connector's facts.
@@ -180,7 +189,7 @@ class Station:
         # wait ConnectionTimeOut seconds for one.
         if c.transaction:
             return
-        if c.plugged:
+        if c.plugged or c.detect_by_current:
             self.start_transaction(c, id_tag)
         else:
             c.authorized = id_tag
@@ -252,20 +261,99 @@ class Station:
         return None
 
     # ---- periodic work --------------------------------------------------
-    async def poll_meters(self, period_ms=1000):
-        # Keeps every connector's reading fresh; a failed read keeps the last
-        # good value (never reported as fresh: reading_time stays old).
+    async def poll_meters(self):
+        # The hardware loop: every MeterPollInterval ms read each meter, check
+        # contactors and plug inputs, and apply the rules that follow from them.
         while True:
-            now = time.ticks_ms()
+            cfg = self.config
+            period = cfg.get("MeterPollInterval")
             for c in self.connectors:
+                c.threshold_ma = cfg.get("ChargingCurrentThreshold")
                 if c.meter:
-                    r = await c.meter.read()
-                    if r is not None:
-                        c.reading = r
-                        c.reading_time = clock.now()
-                    self.refresh(c)
-                if c.authorized and time.ticks_diff(now, c.auth_deadline) >= 0:
+                    await self._poll_meter(c, cfg)
+                self._check_contactor(c)
+                if c.plug_input:
+                    if c.plug_input.plugged() != c.plugged:
+                        (self.plug if not c.plugged else self.unplug)(c.id)
+                if c.meter and c.meter_ok:
+                    self._current_rules(c, cfg)
+                if c.authorized and time.ticks_diff(time.ticks_ms(), c.auth_deadline) >= 0:
                     log.info("station", "connector %d: no vehicle plugged in time, authorization lapsed" % c.id)
                     c.authorized = None
-                    self.refresh(c)
-            await asyncio.sleep_ms(period_ms)
+                if c.id and cfg.get("FreeVendEnabled") and not c.transaction and c.contactor:
+                    # Free vend: power is on whenever the connector is idle and usable.
+                    if c.operative and not c.fault:
+                        c.contactor.close()
+                    else:
+                        c.contactor.open()
+                self.refresh(c)
+            await asyncio.sleep_ms(period)
+
+    async def _poll_meter(self, c, cfg):
+        # A failed read keeps the last good reading (used for meterStop) but it
+        # is never reported as fresh; enough failures in a row fault the connector.
+        r = await c.meter.read()
+        if r is not None:
+            c.reading = r
+            c.reading_time = clock.now()
+            c.meter_failures = 0
+            if not c.meter_ok:
+                c.meter_ok = True
+                log.info("station", "connector %d: the energy meter answers again" % c.id)
+                if c.fault == METER_FAILURE:
+                    c.fault = None
+            return
+        c.meter_failures += 1
+        if c.meter_ok:
+            c.meter_ok = False
+            log.warn("station", "connector %d: the energy meter did not answer" % c.id)
+        if c.meter_failures == cfg.get("MeterFailuresBeforeFault") and not c.fault:
+            log.error("station", "connector %d: energy meter failed %d polls in a row" % (c.id, c.meter_failures))
+            c.fault = METER_FAILURE
+
+    def _check_contactor(self, c):
+        # A contactor that does not follow its command faults the connector and
+        # ends the session (a welded contact cannot be switched off).
+        k = c.contactor
+        if k is None or not hasattr(k, "ok"):
+            return
+        if not k.ok():
+            if c.fault != SWITCH_FAILURE:
+                log.error("station", "connector %d: contactor does not follow its command" % c.id)
+                c.fault = SWITCH_FAILURE
+                if c.transaction:
+                    self.stop_transaction(c, "Other")
+        elif c.fault == SWITCH_FAILURE:
+            log.info("station", "connector %d: contactor works again" % c.id)
+            c.fault = None
+
+    def _current_rules(self, c, cfg):
+        # Vehicle detection and automatic start/stop from the measured current
+        # (for connectors without a plug signal, and AutoStopIdleSeconds).
+        now = time.ticks_ms()
+        if c.drawing():
+            if c.transaction:
+                c.transaction.drawn = True
+            c.idle_since = None
+            if c.draw_since is None:
+                c.draw_since = now
+            held = time.ticks_diff(now, c.draw_since) >= cfg.get("ChargingDetectSeconds") * 1000
+            if held and c.detect_by_current and not c.plugged:
+                self.plug(c.id)
+            if held and not c.transaction and c.plugged and cfg.get("FreeVendEnabled"):
+                self.start_transaction(c, cfg.get("FreeVendIdTag"))
+            return
+        c.draw_since = None
+        tx = c.transaction
+        idle = cfg.get("AutoStopIdleSeconds")
+        if tx is None or idle == 0 or not tx.drawn:
+            return
+        if c.idle_since is None:
+            c.idle_since = now
+        elif time.ticks_diff(now, c.idle_since) >= idle * 1000:
+            log.info("station", "connector %d: no current for %d s, ending the session" % (c.id, idle))
+            c.idle_since = None
+            if c.detect_by_current:
+                self.unplug(c.id)
+            if c.transaction:
+                self.stop_transaction(c, "EVDisconnected")

@@ -300,8 +300,8 @@ class ChargePoint:
                             self._meter_values(c, c.transaction, self.config.get("MeterValuesAlignedData"), "Sample.Clock")
 
     def _meter_values(self, c, tx, measurands, context):
-        if c.reading is None or not measurands:
-            return
+        if c.reading is None or not c.meter_ok or not measurands:
+            return  # no fresh reading: nothing stale is ever sent as new
         if tx is None and not (self.online and self.registration == "Accepted"):
             return  # readings outside a transaction are not kept while offline
         values = sampled_values(c.reading, measurands, context)

@@ -49,7 +49,11 @@ def build_connectors(board, ctx):
         contactor = build.contactor(cid, spec.get("contactor", {}), ctx)
         meter = build.meter(cid, spec.get("meter", {}), ctx, contactor)
         c = Connector(cid, meter, contactor)
-        c.plug_input = build.plug(cid, spec.get("plug"), ctx)
+        plug = spec.get("plug")
+        if plug and plug.get("type") == "current":  # no plug signal: detect the vehicle by its current
+            c.detect_by_current = True
+        else:
+            c.plug_input = build.plug(cid, plug, ctx)
         meters[cid] = meter
         connectors.append(c)
     return connectors, meters

@@ -341,7 +341,7 @@ class Station:
             if held and c.detect_by_current and not c.plugged:
                 self.plug(c.id)
             if held and not c.transaction and c.plugged and cfg.get("FreeVendEnabled"):
-                self.start_transaction(c, cfg.get("FreeVendIdTag"))
+                self.start_transaction(c, cfg.get("FreeVendIdTag")).drawn = True
             return
         c.draw_since = None
         tx = c.transaction

@@ -87,6 +87,7 @@ _T = (
     "LogFrames b - false\n"
     "BootRetryInterval i 1-3600 60\n"
     # Hardware behaviour (vendor keys)
+    "TransactionQueueBytes i! 4096-1048576 65536\n"
     "MeterPollInterval i 100-60000 1000\n"
     "MeterFailuresBeforeFault i 1-100 3\n"
     "ChargingCurrentThreshold i 0-80000 500\n"

@@ -95,19 +95,20 @@ async def run(opts):
     from hw import build
     ctx = build.Context(board, data)
     connectors, meters = build_connectors(board, ctx)
-    station = Station(config, connectors)
+    station = Station(config, connectors, store)
     reader = build.reader(board.get("reader"), ctx)
     watchdog = build.watchdog(board.get("watchdog"), ctx)
     boot_fields = await identify(board, ctx, connectors)
     from ocpp.v16.chargepoint import ChargePoint
     from ocpp import link
-    cp = ChargePoint(station, config, boot_fields)
+    cp = ChargePoint(station, config, boot_fields, root)
     gc.collect()
 
     if board.get("network"):
         import net
         await net.up(config)
     guard("meter", station.poll_meters)
+    guard("recovery", cp.recover)
     guard("sampler", cp.sample_meters)
     guard("link", lambda: link.supervise(cp, config, tls_loader(opts.get("ca"))))
     if reader:

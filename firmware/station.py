@@ -34,6 +34,7 @@ class Transaction:
         self.start_time = start_time
         self.reservation_id = reservation_id
         self.id = None  # transactionId from the CSMS, once StartTransaction is answered
+        self.local_id = None  # our own number, valid before the CSMS answers and across restarts
         self.meter_stop = None
         self.stop_time = None
         self.stop_reason = None
@@ -105,10 +106,32 @@ class Connector:
 class Station:
     # observer: an object with status_changed(connector), transaction_started(tx),
     # transaction_stopped(tx), and an async authorize(id_tag) -> idTagInfo dict.
-    def __init__(self, config, connectors):
+    def __init__(self, config, connectors, store=None):
         self.config = config
         self.connectors = connectors  # index 0 stands for the whole station
         self.observer = None
+        # Running transactions are kept in flash so that one interrupted by a
+        # power cut can be ended properly after the restart.
+        self.store = store
+        state = store.load("transactions", {}) if store else {}
+        self._next_local = state.get("next", 1)
+        self.interrupted = list(state.get("active", {}).values())  # from before the restart
+
+    def save_transactions(self):
+        # Written when a transaction starts, gets its CSMS id, or stops.
+        if self.store is None:
+            return
+        active = {}
+        for c in self.connectors:
+            tx = c.transaction
+            if tx:
+                active[str(c.id)] = {"local": tx.local_id, "connector": c.id, "idTag": tx.id_tag,
+                                     "meterStart": tx.meter_start, "start": tx.start_time,
+                                     "reservationId": tx.reservation_id, "id": tx.id}
+        try:
+            self.store.save("transactions", {"next": self._next_local, "active": active})
+        except OSError as e:
+            log.exc("station", "cannot store the running transactions", e)
 
     def connector(self, cid):
         if 0 < cid < len(self.connectors):
@@ -222,10 +245,13 @@ class Station:
             meter_start = 0
             log.warn("station", "connector %d: no meter reading yet, meterStart 0" % c.id)
         tx = Transaction(c.id, id_tag, meter_start, clock.now(), reservation_id)
+        tx.local_id = self._next_local
+        self._next_local += 1
         c.transaction = tx
         c.authorized = None
         c.finishing = False
         log.info("station", "connector %d: transaction started for %s at %d Wh" % (c.id, id_tag, meter_start))
+        self.save_transactions()  # first, so a cut right after still knows it
         if self.observer:
             self.observer.transaction_started(tx)
         if c.contactor:
@@ -251,6 +277,7 @@ class Station:
             c.id, reason, tx.meter_stop - tx.meter_start))
         if self.observer:
             self.observer.transaction_stopped(tx)
+        self.save_transactions()
         self.refresh(c)
         return tx
 

@@ -108,6 +108,7 @@ STATION = {
     "ChargeBoxSerialNumber": (str, True),
     "LogFrames": (bool, False),
     "BootRetryInterval": (int, False),
+    "TransactionQueueBytes": (int, False),
     "MeterPollInterval": (int, False),
     "MeterFailuresBeforeFault": (int, False),
     "ChargingCurrentThreshold": (int, False),

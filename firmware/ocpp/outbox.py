@@ -1,55 +1,312 @@
 # Messages waiting to go to the CSMS, in order.
-# Transaction-related entries (StartTransaction, StopTransaction, transaction
-# MeterValues) stay until the CSMS has answered them, across reconnects; the
-# rest (StatusNotification, clock-aligned values outside a transaction) is
-# dropped when the link goes, because the current state is re-sent on reconnect.
-# Bounded: when full, periodic MeterValues are thinned first; a Start or Stop
-# is never dropped.
+#
+# Transaction-related messages (StartTransaction, StopTransaction, transaction
+# MeterValues) are journaled to flash before they are sent and removed only
+# when the CSMS has answered (OCPP 1.6 §3.x "transaction-related messages"),
+# so they survive reconnects, reboots and power cuts. The rest
+# (StatusNotification, MeterValues outside a transaction) lives in RAM and is
+# dropped with the link: the current state is sent again on reconnect.
+#
+# The journal is one append-only file of lines "<crc32 hex> <json>\n":
+#   ["P", seq, action, local, payload]   a queued message (local: our transaction number)
+#   ["D", seq]                           answered, given up or thinned out
+#   ["T", local, transactionId]          the CSMS's id for our transaction
+# A torn last line (power lost mid-write) fails its CRC and is discarded with
+# whatever follows it. The file is rewritten compactly when it grows.
+# RAM holds only the index (seq, file offset, kind, local) of journaled
+# entries; payloads are read back from flash when their turn comes.
+import json
+import os
+import binascii
 from micropython import const
 import log
 
-_LIMIT = const(64)
+_RAM_LIMIT = const(32)  # volatile messages kept while online
+_START = const(0)
+_STOP = const(1)
+_SAMPLE = const(2)  # periodic transaction MeterValues: may be thinned out
+_METER = const(3)  # other transaction MeterValues
+_KINDS = {"StartTransaction": _START, "StopTransaction": _STOP}
 
 
 class Entry:
-    def __init__(self, action, payload, tx):
+    # The message at the head of the queue, ready to send.
+    def __init__(self, seq, action, payload, local):
+        self.seq = seq
         self.action = action
         self.payload = payload
-        self.tx = tx  # the Transaction this message belongs to, or None
+        self.local = local  # our transaction number, or None for volatile messages
         self.attempts = 0
 
 
 class Outbox:
-    def __init__(self, limit=_LIMIT):
-        self.entries = []
-        self.limit = limit
+    def __init__(self, root, budget=65536):
+        self.path = (root + "/" if root else "") + "txq.log"
+        self.budget = budget  # flash bytes the live journaled messages may take
+        self.ids = {}  # local -> CSMS transactionId
+        self.keep = set()  # locals of running transactions (their ids must survive)
+        self.volatile = []  # [seq, action, payload]
+        self._seqs = []  # journaled entries, in order: seq, offset, size, kind, local
+        self._offs = []
+        self._sizes = []
+        self._kinds = bytearray()
+        self._locals = []
+        self._next = 1
+        self._head = None  # cached Entry for the first message
+        self._file_size = 0
+        self.bytes_written = 0
+        self._load()
 
+    # ---- what the charge point sees -----------------------------------------
     def __len__(self):
-        return len(self.entries)
+        return len(self._seqs) + len(self.volatile)
 
-    def put(self, action, payload, tx=None):
-        if len(self.entries) >= self.limit and not self._make_room():
-            log.warn("outbox", "queue full, %s dropped" % action)
+    def pending_tx(self):
+        return len(self._seqs)
+
+    def put(self, action, payload, local=None, periodic=False):
+        # Queue a message; with `local` it is transaction-related and journaled.
+        seq = self._next
+        self._next += 1
+        if local is None:
+            if len(self.volatile) >= _RAM_LIMIT:
+                log.warn("outbox", "too many messages waiting, an older %s dropped" % self.volatile[0][1])
+                self.volatile.pop(0)
+            self.volatile.append([seq, action, payload])
+            return True
+        kind = _KINDS.get(action, _SAMPLE if periodic else _METER)
+        off, size = self._append(["P", seq, action, local, payload])
+        if off is None:
             return False
-        self.entries.append(Entry(action, payload, tx))
+        self._seqs.append(seq)
+        self._offs.append(off)
+        self._sizes.append(size)
+        self._kinds.append(kind)
+        self._locals.append(local)
+        self._thin()
         return True
 
-    def _make_room(self):
-        # Drop the oldest volatile entry, else the oldest periodic MeterValues.
-        for pick in (lambda e: e.tx is None, lambda e: e.action == "MeterValues"):
-            for i, e in enumerate(self.entries):
-                if pick(e):
-                    log.warn("outbox", "queue full, an older %s dropped" % e.action)
-                    self.entries.pop(i)
-                    return True
+    def peek(self):
+        # -> the next Entry to send, or None.
+        if self._head is not None:
+            return self._head
+        js = self._seqs[0] if self._seqs else None
+        vs = self.volatile[0][0] if self.volatile else None
+        if js is None and vs is None:
+            return None
+        if js is None or (vs is not None and vs < js):
+            v = self.volatile[0]
+            self._head = Entry(v[0], v[1], v[2], None)
+        else:
+            rec = self._read(self._offs[0], self._sizes[0])
+            if rec is None:  # unreadable on flash: skip it rather than stall
+                log.error("outbox", "a queued message could not be read back from flash, skipped")
+                self._drop(0)
+                return self.peek()
+            self._head = Entry(rec[1], rec[2], rec[4], rec[3])
+        return self._head
+
+    def pop(self, e):
+        # Entry e was answered (or given up): remove it for good.
+        self._head = None
+        if e.local is None:
+            for i, v in enumerate(self.volatile):
+                if v[0] == e.seq:
+                    self.volatile.pop(i)
+                    return
+        elif e.seq in self._seqs:
+            self._drop(self._seqs.index(e.seq))
+
+    def set_id(self, local, tx_id):
+        self.ids[local] = tx_id
+        self._append(["T", local, tx_id])
+
+    def tx_id(self, local):
+        return self.ids.get(local)
+
+    def has(self, action, local):
+        # Is a message of this transaction still queued? (Start or Stop)
+        kind = _KINDS[action]
+        for i in range(len(self._seqs)):
+            if self._locals[i] == local and self._kinds[i] == kind:
+                return True
         return False
 
-    def peek(self):
-        return self.entries[0] if self.entries else None
-
-    def pop(self):
-        return self.entries.pop(0)
-
     def drop_volatile(self):
-        # The link is gone: keep only what must survive (transaction messages).
-        self.entries = [e for e in self.entries if e.tx is not None]
+        # The link is gone: what is not transaction-related is not kept.
+        if self._head is not None and self._head.local is None:
+            self._head = None
+        self.volatile = []
+
+    # ---- journal ------------------------------------------------------------
+    def _drop(self, i):
+        self._append(["D", self._seqs[i]])
+        for a in (self._seqs, self._offs, self._sizes, self._locals):
+            a.pop(i)
+        self._kinds = self._kinds[:i] + self._kinds[i + 1:]
+        if i == 0:
+            self._head = None
+        if not self._seqs:
+            self._compact()
+        elif self._file_size > 2 * self.budget + 4096:
+            self._compact()
+
+    def _thin(self):
+        # Over budget: drop periodic MeterValues, oldest first, but never the
+        # first or last sample of a transaction, nor a Start or a Stop.
+        while sum(self._sizes) > self.budget:
+            victim = self._thinnable()
+            if victim < 0:
+                log.warn("outbox", "transaction queue over its flash budget, nothing left to thin out")
+                return
+            log.warn("outbox", "transaction queue full: an older periodic meter value dropped")
+            self._drop(victim)
+
+    def _thinnable(self):
+        n = len(self._seqs)
+        for i in range(n):
+            if self._kinds[i] != _SAMPLE or (i == 0 and self._head is not None):
+                continue
+            local = self._locals[i]
+            before = after = False
+            for j in range(n):
+                if self._locals[j] == local and self._kinds[j] == _SAMPLE:
+                    before = before or j < i
+                    after = after or j > i
+            if before and after:
+                return i
+        return -1
+
+    def _append(self, rec):
+        line = _encode(rec)
+        try:
+            with open(self.path, "ab") as f:
+                f.write(line)
+        except OSError as e:
+            log.exc("outbox", "cannot write the transaction queue to flash", e)
+            return None, 0
+        off = self._file_size
+        self._file_size += len(line)
+        self.bytes_written += len(line)
+        return off, len(line)
+
+    def _read(self, off, size):
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(off)
+                return _decode(f.read(size))
+        except OSError:
+            return None
+
+    def _load(self):
+        # Replay the journal; stop at the first damaged line (a torn write).
+        live = {}
+        order = []
+        off = 0
+        torn = False
+        try:
+            f = open(self.path, "rb")
+        except OSError:
+            return
+        with f:
+            while True:
+                line = f.readline()
+                if not line:
+                    break
+                rec = _decode(line)
+                if rec is None:
+                    torn = True
+                    break
+                if rec[0] == "P":
+                    live[rec[1]] = (off, len(line), rec[2], rec[3], rec[4])
+                    order.append(rec[1])
+                    self._next = max(self._next, rec[1] + 1)
+                elif rec[0] == "D":
+                    live.pop(rec[1], None)
+                elif rec[0] == "T":
+                    self.ids[rec[1]] = rec[2]
+                off += len(line)
+        self._file_size = off
+        for seq in order:
+            if seq in live:
+                o, size, action, local, payload = live[seq]
+                periodic = action == "MeterValues" and _periodic(payload)
+                self._seqs.append(seq)
+                self._offs.append(o)
+                self._sizes.append(size)
+                self._kinds.append(_KINDS.get(action, _SAMPLE if periodic else _METER))
+                self._locals.append(local)
+        if torn:
+            log.warn("outbox", "the transaction queue ended in a torn write (power cut); earlier messages kept")
+        if self._seqs:
+            log.info("outbox", "%d transaction message(s) from before the restart still to deliver" % len(self._seqs))
+        if torn or not self._seqs:
+            self._compact()
+
+    def _compact(self):
+        # Rewrite the journal with only what is still needed, atomically.
+        records = []
+        needed = set(self._locals) | self.keep
+        for local in needed:
+            if local in self.ids:
+                records.append(["T", local, self.ids[local]])
+        for k in list(self.ids):
+            if k not in needed:
+                del self.ids[k]
+        entries = []
+        for i in range(len(self._seqs)):
+            rec = self._read(self._offs[i], self._sizes[i])
+            if rec is not None:
+                entries.append(rec)
+        tmp = self.path + ".tmp"
+        offs, sizes = [], []
+        try:
+            with open(tmp, "wb") as f:
+                pos = 0
+                for rec in records + entries:
+                    line = _encode(rec)
+                    f.write(line)
+                    if rec[0] == "P":
+                        offs.append(pos)
+                        sizes.append(len(line))
+                    pos += len(line)
+                    self.bytes_written += len(line)
+            os.rename(tmp, self.path)
+        except OSError as e:
+            log.exc("outbox", "cannot compact the transaction queue", e)
+            return
+        self._file_size = pos
+        self._seqs = [rec[1] for rec in entries]
+        self._offs = offs
+        self._sizes = sizes
+        self._locals = [rec[3] for rec in entries]
+        self._kinds = bytearray(_KINDS.get(r[2], _SAMPLE if r[2] == "MeterValues" and _periodic(r[4]) else _METER)
+                                for r in entries)
+        self._head = None
+
+
+def _periodic(payload):
+    try:
+        return payload["meterValue"][0]["sampledValue"][0].get("context") == "Sample.Periodic"
+    except (KeyError, IndexError, TypeError):
+        return False
+
+
+def _encode(rec):
+    # Bytes, so that file offsets are byte offsets whatever the text holds.
+    body = json.dumps(rec).encode()
+    return b"%08x " % (binascii.crc32(body) & 0xFFFFFFFF) + body + b"\n"
+
+
+def _decode(line):
+    # -> the record of a journal line, or None when it is torn or corrupt.
+    if len(line) < 11 or line[8] != 32 or line[-1] != 10:
+        return None
+    body = line[9:-1]
+    try:
+        if int(line[:8], 16) != binascii.crc32(body) & 0xFFFFFFFF:
+            return None
+        rec = json.loads(body.decode())
+    except (ValueError, UnicodeError):
+        return None
+    return rec if type(rec) is list and rec else None

@@ -54,12 +54,12 @@ def _sample(v, context, measurand, unit, phase):
 
 
 class ChargePoint:
-    def __init__(self, station, config, boot_fields):
+    def __init__(self, station, config, boot_fields, root=""):
         self.station = station
         self.config = config
         self.boot_fields = boot_fields  # meter / modem fields for BootNotification
         self.rpc = Rpc(handlers.table(self), check.check, self._gate)
-        self.outbox = Outbox()
+        self.outbox = Outbox(root, config.get("TransactionQueueBytes"))
         self.registration = None  # None until the first answer, then Accepted/Pending/Rejected
         self.online = False
         self.wake = asyncio.Event()
@@ -88,7 +88,8 @@ class ChargePoint:
              "timestamp": clock.iso(tx.start_time)}
         if tx.reservation_id is not None:
             p["reservationId"] = tx.reservation_id
-        self.outbox.put("StartTransaction", p, tx)
+        self.outbox.keep.add(tx.local_id)
+        self.outbox.put("StartTransaction", p, tx.local_id)
         self.wake.set()
 
     def transaction_stopped(self, tx):
@@ -105,7 +106,8 @@ class ChargePoint:
                     data.append({"timestamp": clock.iso(t), "sampledValue": values})
             if data:
                 p["transactionData"] = data
-        self.outbox.put("StopTransaction", p, tx)
+        self.outbox.put("StopTransaction", p, tx.local_id)
+        self.outbox.keep.discard(tx.local_id)
         self.wake.set()
 
     async def authorize(self, id_tag):
@@ -215,40 +217,56 @@ class ChargePoint:
             if e is None:
                 await self._idle()
                 continue
-            if e.tx is not None and e.action != "StartTransaction":
-                if e.tx.id is None:
-                    # Its StartTransaction was never confirmed; the CSMS cannot place it.
-                    log.warn("outbox", "%s for an unconfirmed transaction dropped" % e.action)
-                    self.outbox.pop()
+            if e.local is not None and e.action != "StartTransaction":
+                tx_id = self.outbox.tx_id(e.local)
+                if tx_id is None:
+                    # Its StartTransaction was given up: the CSMS cannot place it.
+                    log.warn("outbox", "%s for a transaction the CSMS never numbered dropped" % e.action)
+                    self.outbox.pop(e)
                     continue
-                e.payload["transactionId"] = e.tx.id
+                e.payload["transactionId"] = tx_id
             try:
-                answer = await self.rpc.call(e.action, e.payload)
+                answer = await self.rpc.call(e.action, e.payload, self.config.get("MessageTimeout"))
             except CallError as err:
                 await self._failed(e, err.code)
                 continue
             except CallTimeout:
                 await self._failed(e, "no answer")
                 continue
-            self.outbox.pop()
             if e.action == "StartTransaction":
-                self._started(e.tx, answer)
+                self.outbox.set_id(e.local, answer["transactionId"])
+                self._started(self._live(e.local), answer)
+            self.outbox.pop(e)
+
+    def _live(self, local):
+        # The running Transaction with this local number, or None.
+        for c in self.station.connectors:
+            if c.transaction and c.transaction.local_id == local:
+                return c.transaction
+        return None
 
     async def _failed(self, e, why):
-        # OCPP 1.6 §4.x: a transaction message is retried TransactionMessageAttempts
-        # times, waiting TransactionMessageRetryInterval x attempt between tries.
+        # OCPP 1.6 §4.x: a transaction message the CSMS fails to process (an
+        # error or no answer) is tried TransactionMessageAttempts times, waiting
+        # TransactionMessageRetryInterval x attempt between tries. A lost link
+        # is no attempt: the message waits for the next connection.
         e.attempts += 1
-        if e.tx is None or e.attempts >= self.config.get("TransactionMessageAttempts"):
+        if e.local is None or e.attempts >= self.config.get("TransactionMessageAttempts"):
             log.warn("outbox", "%s given up after %d attempt(s): %s" % (e.action, e.attempts, why))
-            self.outbox.pop()
+            self.outbox.pop(e)
             return
         wait = self.config.get("TransactionMessageRetryInterval") * e.attempts
         log.warn("outbox", "%s failed (%s), retry %d in %d s" % (e.action, why, e.attempts, wait))
         await asyncio.sleep(wait)
 
     def _started(self, tx, answer):
-        tx.id = answer["transactionId"]
+        # tx: the running Transaction, or None when it has ended meanwhile.
         info = answer["idTagInfo"]
+        if tx is None:
+            log.info("ocpp", "the CSMS numbered an earlier transaction: %d" % answer["transactionId"])
+            return
+        tx.id = answer["transactionId"]
+        self.station.save_transactions()
         log.info("ocpp", "the CSMS numbered the transaction on connector %d: %d" % (tx.connector_id, tx.id))
         if info.get("status") != "Accepted":
             c = self.station.connector(tx.connector_id)
@@ -311,8 +329,48 @@ class ChargePoint:
         if tx:
             log.info("meter", "connector %d: %d Wh, %d W (%s)" % (
                 c.id, c.energy(), c.reading.get("Power.Active.Import", 0), context))
-        self.outbox.put("MeterValues", p, tx)
+        self.outbox.put("MeterValues", p, tx.local_id if tx else None, context == "Sample.Periodic")
         self.wake.set()
+
+    # ---- after a restart ---------------------------------------------------------
+    async def recover(self):
+        # Transactions that were running when the power went (or the firmware
+        # died) are ended now, after their earlier queued messages: reason
+        # PowerLoss (Reboot after a commanded restart), meterStop from the meter.
+        lost = self.station.interrupted
+        if not lost:
+            return
+        reason = "Reboot" if self.station.store.load("restart") else "PowerLoss"
+        for _ in range(20):  # give the meters up to 10 s to answer
+            if all(self._reading(r) is not None for r in lost):
+                break
+            await asyncio.sleep_ms(500)
+        for r in lost:
+            local = r["local"]
+            if self.outbox.has("StopTransaction", local):
+                continue  # it was ended; only the bookkeeping was cut short
+            if r.get("id") is not None and self.outbox.tx_id(local) is None:
+                self.outbox.set_id(local, r["id"])
+            if self.outbox.tx_id(local) is None and not self.outbox.has("StartTransaction", local):
+                p = {"connectorId": r["connector"], "idTag": r["idTag"], "meterStart": r["meterStart"],
+                     "timestamp": clock.iso(r["start"])}
+                if r.get("reservationId") is not None:
+                    p["reservationId"] = r["reservationId"]
+                self.outbox.put("StartTransaction", p, local)
+            energy = self._reading(r)
+            meter_stop = r["meterStart"] if energy is None else max(energy, r["meterStart"])
+            log.warn("ocpp", "connector %d: the transaction of %s was interrupted (%s), ending it at %d Wh" % (
+                r["connector"], r["idTag"], reason, meter_stop))
+            self.outbox.put("StopTransaction", {"meterStop": meter_stop, "timestamp": clock.iso(),
+                                                "reason": reason}, local)
+        self.station.interrupted = []
+        self.station.store.remove("restart")
+        self.station.save_transactions()
+        self.wake.set()
+
+    def _reading(self, r):
+        c = self.station.connector(r["connector"])
+        return c.energy() if c else None
 
     # ---- CP-initiated DataTransfer ------------------------------------------
     async def data_transfer(self, vendor_id, message_id=None, data=None):

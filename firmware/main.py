@@ -13,6 +13,7 @@ import clock
 from storage import Store
 from config import Config
 from station import Station, Connector
+import tasks
 from tasks import guard
 
 _OPTIONS = {"--board": "board", "--data": "data", "--csms": "CsmsUrl", "--cp": "ChargePointId", "--ca": "ca"}
@@ -80,6 +81,7 @@ async def run(opts):
     else:
         root = ""
     store = Store(root)
+    safe = tasks.boot_check(store)
     config = Config(store, board.get("config"))
     for key in ("CsmsUrl", "ChargePointId"):
         if key in opts:
@@ -96,9 +98,12 @@ async def run(opts):
     ctx = build.Context(board, data)
     connectors, meters = build_connectors(board, ctx)
     station = Station(config, connectors, store)
-    reader = build.reader(board.get("reader"), ctx)
+    reader = None if "reader" in safe else build.reader(board.get("reader"), ctx)
     watchdog = build.watchdog(board.get("watchdog"), ctx)
-    boot_fields = await identify(board, ctx, connectors)
+    boot_fields = await identify(board, ctx, connectors, "modem" not in safe)
+    if safe:  # reported to the CSMS as a warning on connector 0
+        connectors[0].warning = "InternalError"
+        connectors[0].info = ("safe mode: " + ",".join(safe))[:50]
     from ocpp.v16.chargepoint import ChargePoint
     from ocpp import link
     cp = ChargePoint(station, config, boot_fields, root)
@@ -107,6 +112,7 @@ async def run(opts):
     if board.get("network"):
         import net
         await net.up(config)
+    asyncio.create_task(tasks.boot_ok())
     guard("meter", station.poll_meters)
     guard("recovery", cp.recover)
     guard("sampler", cp.sample_meters)
@@ -119,12 +125,13 @@ async def run(opts):
     if board.get("console"):
         from hw import console
         await console.run(station, config, cp, meters)
+        tasks.clean_stop()
         return 0
     while True:
         await asyncio.sleep(3600)
 
 
-async def identify(board, ctx, connectors):
+async def identify(board, ctx, connectors, with_modem=True):
     # BootNotification fields from the hardware: the board file's, then what
     # the meter (type, serial number) and the modem (ICCID, IMSI) report.
     fields = dict(board.get("boot", {}))
@@ -134,7 +141,7 @@ async def identify(board, ctx, connectors):
                 fields.setdefault(k, v)
             break
     from hw import build
-    modem = build.modem(board.get("modem"), ctx)
+    modem = build.modem(board.get("modem"), ctx) if with_modem else None
     if modem:
         fields.update(await modem.identify())
     return fields
@@ -155,7 +162,15 @@ def main():
     except ValueError as e:
         log.error("boot", str(e))
         sys.exit(2)
-    code = asyncio.run(run(opts))
+    try:
+        code = asyncio.run(run(opts))
+    except Exception as e:  # the boot itself failed: counted by the boot-loop guard
+        log.exc("boot", "the firmware stopped", e)
+        try:
+            import machine
+            machine.reset()
+        except (ImportError, AttributeError):
+            code = 1
     sys.exit(code or 0)
 
 

@@ -7,6 +7,8 @@ import time
 from micropython import const
 import clock
 import log
+import auth
+from reservations import Reservations, Reservation
 
 # Connector states (OCPP 1.6 §7.7; the same names serve OCPP 2.0.1's model)
 AVAILABLE = "Available"
@@ -35,6 +37,10 @@ class Transaction:
         self.reservation_id = reservation_id
         self.id = None  # transactionId from the CSMS, once StartTransaction is answered
         self.local_id = None  # our own number, valid before the CSMS answers and across restarts
+        self.parent_id_tag = None  # the idTag's group (§3.10): another card of it may end the transaction
+        self.charging_profile = None  # TxProfile given with RemoteStartTransaction, for smart charging
+        self.energy_cap = None  # Wh register value at which an invalidated idTag's charge ends
+        self.cap_reason = None  # the stop reason then
         self.meter_stop = None
         self.stop_time = None
         self.stop_reason = None
@@ -54,13 +60,19 @@ class Connector:
         self.plugged = False
         self.operative = True
         self.fault = None  # error code while faulted
+        self.warning = None  # error code reported without faulting (e.g. safe mode)
         self.transaction = None
         self.authorized = None  # idTag authorized before the plug went in
         self.auth_deadline = 0  # ticks_ms: the authorization lapses (ConnectionTimeOut)
         self.finishing = False  # transaction ended, vehicle still plugged
         self.reading = None  # last good meter reading {measurand: value}
         self.reading_time = 0  # Unix time of that reading
-        self.reservation = None
+        self.reservation = None  # reservations.Reservation holding this connector
+        self.claim = None  # the reservation the authorized idTag will use up
+        self.auth_parent = None  # parentIdTag of the authorized idTag
+        self.tx_profile = None  # charging profile for the transaction about to start
+        self.scheduled = None  # availability to take when the transaction ends (True: operative)
+        self.lock = None  # cable lock port, None when there is none
         self.plug_input = None  # plug detection pin; None: console (simulator) or current
         self.detect_by_current = False  # no plug signal: a drawing vehicle counts as plugged in
         self.meter_ok = True  # the last poll answered
@@ -96,8 +108,8 @@ class Connector:
             return UNAVAILABLE
         if self.finishing:
             return FINISHING
-        if self.plugged or self.authorized:
-            return PREPARING
+        if self.authorized or (self.plugged and not self.reservation):
+            return PREPARING  # a reserved connector stays Reserved until its holder comes (G2)
         if self.reservation:
             return RESERVED
         return AVAILABLE
@@ -116,6 +128,19 @@ class Station:
         state = store.load("transactions", {}) if store else {}
         self._next_local = state.get("next", 1)
         self.interrupted = list(state.get("active", {}).values())  # from before the restart
+        # The local list and cache, reservations and the availability the CSMS
+        # set are kept in flash too (OCPP 1.6 §3.5, §5.13, §5.2).
+        self.auth = auth.Authorizer(store, config)
+        self.reservations = Reservations(store)
+        self._pooling = False
+        for r in self.reservations:
+            c = self.connector(r.connector_id)
+            if c:
+                c.reservation = r
+        for cid in store.load("availability", []) or ():
+            if 0 <= cid < len(connectors):
+                connectors[cid].operative = False
+        self.refresh_all()
 
     def save_transactions(self):
         # Written when a transaction starts, gets its CSMS id, or stops.
@@ -144,7 +169,11 @@ class Station:
             status = FAULTED if c.fault else (AVAILABLE if c.operative else UNAVAILABLE)
         else:
             status = c.derive_status()
-        error = c.fault or NO_ERROR
+            if status in (AVAILABLE, PREPARING) and self._held(c):
+                status = RESERVED  # kept free for a reservation on connector 0
+        if status in (FAULTED, UNAVAILABLE) and (c.reservation or c.id == 0 and len(self.reservations)):
+            self._release(c)
+        error = c.fault or c.warning or NO_ERROR
         if status != c.status or error != c.error_code:
             log.info("station", "connector %d: %s -> %s%s" % (
                 c.id, c.status, status, "" if error == NO_ERROR else " (%s)" % error))
@@ -152,6 +181,16 @@ class Station:
             c.error_code = error
             if self.observer:
                 self.observer.status_changed(c)
+        if c.id and not self._pooling and self.reservations.zero():
+            # Reservations on connector 0 hold the last free connectors: one
+            # connector's change may turn the others Reserved or free.
+            self._pooling = True
+            try:
+                for o in self.connectors[1:]:
+                    if o is not c:
+                        self.refresh(o)
+            finally:
+                self._pooling = False
 
     def refresh_all(self):
         for c in self.connectors:
@@ -181,16 +220,24 @@ class Station:
         self.refresh(c)
 
     async def present_card(self, cid, id_tag):
-        # A card at connector cid: stops its transaction if it is the same card,
-        # otherwise authorizes it and starts charging once a vehicle is plugged in.
+        # A card at connector cid: ends the running transaction if it is the
+        # same card or one of its group (§3.10), otherwise authorizes it and
+        # starts charging once a vehicle is plugged in.
         c = self.connector(cid)
         if c is None:
             log.warn("station", "card %s at unknown connector %d" % (id_tag, cid))
             return
         tx = c.transaction
         if tx:
-            if tx.id_tag == id_tag:
+            if auth.same(tx.id_tag, id_tag):
                 log.info("station", "connector %d: card %s ends the session" % (cid, id_tag))
+                self.stop_transaction(c, "Local", id_tag)
+                return
+            # Another card is authorized on its own (§4.1); one of the same group may end it.
+            info = await self.observer.authorize(id_tag)
+            if c.transaction is tx and info.get("status") in auth.VALID and auth.same(
+                    info.get("parentIdTag"), tx.parent_id_tag):
+                log.info("station", "connector %d: card %s of the same group ends the session" % (cid, id_tag))
                 self.stop_transaction(c, "Local", id_tag)
             else:
                 log.info("station", "connector %d: card %s does not own this session" % (cid, id_tag))
@@ -204,14 +251,22 @@ class Station:
         if status != "Accepted":
             log.info("station", "card %s refused: %s" % (id_tag, status))
             return
+        parent = info.get("parentIdTag")
+        ok, claim = self._claim(c, id_tag, parent)
+        if not ok:
+            log.info("station", "connector %d is reserved for another card: %s refused" % (cid, id_tag))
+            return
         log.info("station", "card %s accepted" % id_tag)
-        self.begin(c, id_tag)
+        self.begin(c, id_tag, parent, claim)
 
-    def begin(self, c, id_tag):
+    def begin(self, c, id_tag, parent=None, claim=None, profile=None):
         # An authorized idTag: charge now if a vehicle is plugged in, otherwise
         # wait ConnectionTimeOut seconds for one.
-        if c.transaction:
+        if c.transaction or not c.operative or c.fault:
             return
+        c.auth_parent = parent
+        c.claim = claim
+        c.tx_profile = profile
         if c.plugged or c.detect_by_current:
             self.start_transaction(c, id_tag)
         else:
@@ -219,24 +274,41 @@ class Station:
             c.auth_deadline = time.ticks_add(time.ticks_ms(), self.config.get("ConnectionTimeOut") * 1000)
         self.refresh(c)
 
-    def free_connector(self, cid=None):
-        # The connector a remote start may use: the one asked for, or the first
-        # one that is operative and idle. None when there is none.
-        cands = [self.connector(cid)] if cid else self.connectors[1:]
+    def remote_connector(self, cid, id_tag):
+        # The connector a remote start (§5.11) may use, or None: the one asked
+        # for, else one reserved for this idTag, else one with a vehicle
+        # waiting, else any idle one. It must be operative, idle and not held
+        # for another card.
+        i = self.auth.lookup(id_tag)[0]
+        parent = i.get("parentIdTag") if i else None
+        if cid:
+            cands = [self.connector(cid)]
+        else:
+            cands = sorted(self.connectors[1:], key=lambda c: (
+                not (c.reservation and c.reservation.held_by(id_tag, parent)), not c.plugged))
+        c0 = self.connectors[0]
         for c in cands:
-            if c and c.operative and not c.fault and not c.transaction and not c.authorized:
+            if c and c0.operative and not c0.fault and c.operative and not c.fault and not c.transaction \
+                    and not c.authorized and self._claim(c, id_tag, parent)[0]:
                 return c
         return None
 
-    async def remote_start(self, c, id_tag, authorize_first):
+    async def remote_start(self, c, id_tag, authorize_first, profile=None):
         # RemoteStartTransaction (OCPP 1.6 §5.11): optionally authorize first.
         log.info("station", "connector %d: remote start for %s" % (c.id, id_tag))
         if authorize_first:
-            status = (await self.observer.authorize(id_tag)).get("status")
-            if status != "Accepted":
-                log.info("station", "remote start refused, %s is %s" % (id_tag, status))
+            info = await self.observer.authorize(id_tag)
+            if info.get("status") != "Accepted":
+                log.info("station", "remote start refused, %s is %s" % (id_tag, info.get("status")))
                 return
-        self.begin(c, id_tag)
+        else:
+            info = self.auth.lookup(id_tag)[0] or {}
+        ok, claim = self._claim(c, id_tag, info.get("parentIdTag"))
+        if not ok:
+            log.info("station", "connector %d is reserved for another card: remote start for %s dropped" % (
+                c.id, id_tag))
+            return
+        self.begin(c, id_tag, info.get("parentIdTag"), claim, profile)
 
     # ---- transactions ---------------------------------------------------
     def start_transaction(self, c, id_tag, reservation_id=None):
@@ -250,10 +322,19 @@ class Station:
         c.transaction = tx
         c.authorized = None
         c.finishing = False
+        r = c.claim  # the reservation this transaction uses up (§5.13)
+        if r is not None and self.reservations.get(r.id) is r:
+            tx.reservation_id = r.id
+            self._end_reservation(r, "its transaction started", c)
+        tx.parent_id_tag = c.auth_parent
+        tx.charging_profile = c.tx_profile
+        c.claim = c.auth_parent = c.tx_profile = None
         log.info("station", "connector %d: transaction started for %s at %d Wh" % (c.id, id_tag, meter_start))
         self.save_transactions()  # first, so a cut right after still knows it
         if self.observer:
             self.observer.transaction_started(tx)
+        if c.lock:
+            c.lock.lock()
         if c.contactor:
             c.contactor.close()
         self.refresh(c)
@@ -265,6 +346,8 @@ class Station:
             return None
         if c.contactor:
             c.contactor.open()
+        if c.lock:
+            c.lock.unlock()  # §4.10: the cable is released at the end
         energy = c.energy()
         tx.meter_stop = tx.meter_start if energy is None else energy
         tx.stop_time = clock.now()
@@ -278,6 +361,7 @@ class Station:
         if self.observer:
             self.observer.transaction_stopped(tx)
         self.save_transactions()
+        self._apply_scheduled(c)
         self.refresh(c)
         return tx
 
@@ -286,6 +370,214 @@ class Station:
             if c.transaction and c.transaction.id == tx_id:
                 return c.transaction
         return None
+
+    # ---- availability (OCPP 1.6 §5.2) -------------------------------------
+    def change_availability(self, cid, operative):
+        # -> "Accepted" | "Rejected" | "Scheduled". Connector 0 is the station
+        # and all its connectors; a connector with a transaction changes when
+        # that ends. The wanted state is stored at once: it survives a reboot.
+        c0 = self.connectors[0]
+        if cid == 0:
+            targets = self.connectors[1:]
+        else:
+            c = self.connector(cid)
+            if c is None:
+                return "Rejected"
+            if operative and not self._wanted(c0):
+                log.warn("station", "connector %d cannot be made operative while the station is not" % cid)
+                return "Rejected"
+            targets = [c]
+        later = False
+        for c in targets:
+            if c.transaction and c.operative != operative:
+                c.scheduled = operative
+                later = True
+                log.info("station", "connector %d becomes %s when its transaction ends" % (
+                    c.id, "operative" if operative else "inoperative"))
+            else:
+                self._set_operative(c, operative)
+        if cid == 0:
+            if later and c0.operative != operative:
+                c0.scheduled = operative
+            else:
+                self._set_operative(c0, operative)
+        try:
+            self.store.save("availability", [c.id for c in self.connectors if not self._wanted(c)])
+        except OSError:
+            pass  # logged by the store; the change holds until the next reboot
+        return "Scheduled" if later else "Accepted"
+
+    def _wanted(self, c):
+        return c.operative if c.scheduled is None else c.scheduled
+
+    def _set_operative(self, c, operative):
+        c.scheduled = None
+        if c.operative == operative:
+            return
+        c.operative = operative
+        log.info("station", "%s is now %s" % ("the station" if c.id == 0 else "connector %d" % c.id,
+                                                "operative" if operative else "inoperative"))
+        if not operative:
+            c.authorized = None
+        self.refresh(c)
+
+    def _apply_scheduled(self, c):
+        # A transaction ended: the availability changes that waited for it.
+        if c.scheduled is not None:
+            self._set_operative(c, c.scheduled)
+        c0 = self.connectors[0]
+        if c0.scheduled is not None:
+            for o in self.connectors:
+                if o.transaction:
+                    return
+            self._set_operative(c0, c0.scheduled)
+
+    # ---- reservations (OCPP 1.6 §5.13) ------------------------------------
+    def reserve(self, rid, cid, expiry, id_tag, parent=None):
+        # -> "Accepted" | "Faulted" | "Occupied" | "Rejected" | "Unavailable".
+        # A reservation with the same id is replaced; it does not stand in the
+        # way of its successor, and stays if the successor is refused.
+        c = self.connector(cid) if cid else None
+        if cid and c is None or cid == 0 and not self.config.get("ReserveConnectorZeroSupported"):
+            status = "Rejected"
+        elif expiry <= clock.now():
+            status = "Rejected"
+        else:
+            status = self._reservable(c, self.reservations.get(rid))
+        if status != "Accepted":
+            log.info("reservation", "reservation %d for %s refused: %s" % (rid, id_tag, status))
+            return status
+        old = self.reservations.get(rid)
+        if old:
+            o = self.connector(old.connector_id)
+            if o and o.reservation is old:
+                o.reservation = None
+        r = Reservation(rid, cid, expiry, id_tag, parent)
+        self.reservations.add(r)
+        if c:
+            c.reservation = r
+        self.refresh_all()
+        return "Accepted"
+
+    def cancel_reservation(self, rid):
+        r = self.reservations.get(rid)
+        if r is None:
+            return False
+        self._end_reservation(r, "cancelled by the CSMS")
+        return True
+
+    async def expire_reservations(self):
+        await self.reservations.run(lambda r: self._end_reservation(r, "expired"))
+
+    def _end_reservation(self, r, why, quiet=None):
+        # quiet: a connector not to refresh (its transaction is starting).
+        self.reservations.remove(r, why)
+        c = self.connector(r.connector_id)
+        if c and c.reservation is r:
+            c.reservation = None
+        for o in self.connectors:
+            if o is not quiet:
+                self.refresh(o)
+
+    def _release(self, c):
+        # §5.13: a reservation ends when its connector, or the station, is
+        # Faulted or Unavailable.
+        for r in list(self.reservations):
+            if c.id == 0 or r.connector_id == c.id:
+                self._end_reservation(r, "%s is %s" % ("the station" if c.id == 0 else "connector %d" % c.id,
+                                                       "faulted" if c.fault else "unavailable"))
+
+    def _in_pool(self, c, ignore=None):
+        # c could take a vehicle now: usable, idle, not reserved (a plugged-in
+        # vehicle without a card does not count as taking it).
+        c0 = self.connectors[0]
+        return (c.id and c0.operative and not c0.fault and c.operative and not c.fault and not c.transaction
+                and not c.authorized and not c.finishing and (c.reservation is None or c.reservation is ignore))
+
+    def _pool(self, ignore=None):
+        n = 0
+        for c in self.connectors:
+            if self._in_pool(c, ignore):
+                n += 1
+        return n
+
+    def _held(self, c):
+        # c is one of the last free connectors a connector-0 reservation needs.
+        z = self.reservations.zero()
+        return z and self._in_pool(c) and self._pool() <= z
+
+    def _reservable(self, c, ignore):
+        c0 = self.connectors[0]
+        cs = [c] if c else self.connectors[1:]
+        if c0.fault or all(x.fault for x in cs):
+            return "Faulted"
+        if not c0.operative or all(not x.operative for x in cs):
+            return "Unavailable"
+        zero = self.reservations.zero(ignore)
+        if c:
+            if c.transaction or c.plugged or c.authorized or c.finishing or c.reservation not in (None, ignore):
+                return "Occupied"
+            free = self._pool(ignore) - 1 >= zero
+        else:
+            free = self._pool(ignore) > zero
+        return "Accepted" if free else "Occupied"
+
+    def _claim(self, c, id_tag, parent):
+        # -> (allowed, reservation it uses up): a reserved connector is only
+        # for its holder (tag or parent, §5.13), and the last free connectors
+        # only for holders of connector-0 reservations.
+        r = c.reservation
+        if r:
+            return (True, r) if r.held_by(id_tag, parent) else (False, None)
+        for r in self.reservations:
+            if r.connector_id == 0 and r.held_by(id_tag, parent):
+                return True, r
+        return not self._held(c), None
+
+    # ---- remote commands ----------------------------------------------------
+    def unlock(self, cid, stop_reason):
+        # UnlockConnector (§5.18): a running transaction ends first. -> True
+        # unlocked, False the lock did not open, None no such connector or no lock.
+        c = self.connector(cid)
+        if c is None or c.lock is None:
+            return None
+        if c.transaction:
+            self.stop_transaction(c, stop_reason)
+        ok = c.lock.unlock()
+        log.info("station", "connector %d: %s" % (cid, "cable unlocked" if ok else "the cable lock did not open"))
+        return ok
+
+    def stop_all(self, reason):
+        for c in self.connectors:
+            if c.transaction:
+                self.stop_transaction(c, reason)
+
+    def deauthorize(self, tx, reason):
+        # The CSMS did not accept the idTag of a running transaction (§3.5.4,
+        # errata 3.17): after MaxEnergyOnInvalidId Wh it stops
+        # (StopTransactionOnInvalidId) or only the power is cut.
+        c = self.connector(tx.connector_id)
+        if c is None or c.transaction is not tx:
+            return
+        tx.cap_reason = reason
+        tx.energy_cap = tx.meter_start + self.config.get("MaxEnergyOnInvalidId")
+        if tx.energy_cap > tx.meter_start:
+            log.info("station", "connector %d: %s may still take %d Wh (MaxEnergyOnInvalidId)" % (
+                c.id, tx.id_tag, tx.energy_cap - tx.meter_start))
+        self._check_cap(c)
+
+    def _check_cap(self, c):
+        tx = c.transaction
+        if tx is None or tx.energy_cap is None or (c.energy() or 0) < tx.energy_cap:
+            return
+        tx.energy_cap = None
+        if self.config.get("StopTransactionOnInvalidId"):
+            self.stop_transaction(c, tx.cap_reason)
+        else:
+            log.info("station", "connector %d: power cut, the transaction goes on (StopTransactionOnInvalidId off)" % c.id)
+            if c.contactor:
+                c.contactor.open()
+            self.refresh(c)
 
     # ---- periodic work --------------------------------------------------
     async def poll_meters(self):
@@ -304,6 +596,7 @@ class Station:
                         (self.plug if not c.plugged else self.unplug)(c.id)
                 if c.meter and c.meter_ok:
                     self._current_rules(c, cfg)
+                    self._check_cap(c)
                 if c.authorized and time.ticks_diff(time.ticks_ms(), c.auth_deadline) >= 0:
                     log.info("station", "connector %d: no vehicle plugged in time, authorization lapsed" % c.id)
                     c.authorized = None

@@ -1,15 +1,28 @@
 # Long-lived tasks that survive their own failures (the seed station's
-# uncaughtException handler, done per task).
+# uncaughtException handler, done per task), and the boot-loop guard: boots
+# that end uncleanly soon after they began are counted in flash; past a limit
+# the firmware starts in safe mode without the parts that crashed.
 import asyncio
 import gc
+import time
+from micropython import const
 import log
 
 RESTART_DELAY = 5  # seconds
+BOOT_LOOP_LIMIT = const(5)  # unclean boots in a row before safe mode
+STABLE_MS = const(60000)  # up this long: the boot counts as good
+
+store = None  # storage.Store, set at boot to record crashes
+disabled = ()  # task names safe mode does not start
 
 
 def guard(name, start, delay=RESTART_DELAY):
     # Runs start() as a task; if it raises it is logged and started again, so
     # one failing part never takes the charge point down.
+    if name in disabled:
+        log.warn("tasks", "safe mode: %s not started" % name)
+        return None
+
     async def keep():
         while True:
             try:
@@ -17,6 +30,49 @@ def guard(name, start, delay=RESTART_DELAY):
                 return
             except Exception as e:
                 log.exc("tasks", "task %s failed, restarting it in %d s" % (name, delay), e)
+                record_crash(name)
                 gc.collect()
                 await asyncio.sleep(delay)
     return asyncio.create_task(keep())
+
+
+def record_crash(name):
+    if store is None:
+        return
+    try:
+        state = store.load("boots", {})
+        crashed = state.get("crashed", [])
+        if name not in crashed:
+            state["crashed"] = crashed + [name]
+            store.save("boots", state)
+    except Exception:
+        pass  # recording must never make things worse
+
+
+def boot_check(st):
+    # Called first at boot: -> the list of parts to leave off (safe mode), or [].
+    global store, disabled
+    store = st
+    state = st.load("boots", {})
+    count = state.get("count", 0) + 1
+    crashed = state.get("crashed", [])
+    st.save("boots", {"count": count, "crashed": crashed})
+    if count <= BOOT_LOOP_LIMIT:
+        return []
+    disabled = tuple(crashed) or ("reader", "modem")
+    log.error("tasks", "%d boots ended badly in a row: safe mode, without %s" % (count - 1, ", ".join(disabled)))
+    return list(disabled)
+
+
+async def boot_ok():
+    # After STABLE_MS of running the boot is good: clear the count.
+    await asyncio.sleep_ms(STABLE_MS)
+    clean_stop()
+
+
+def clean_stop():
+    if store is not None:
+        try:
+            store.save("boots", {"count": 0, "crashed": []})
+        except OSError:
+            pass

@@ -5,6 +5,7 @@ import asyncio
 import binascii
 import hashlib
 import os
+import time
 from errno import ECONNREFUSED, EHOSTUNREACH, ETIMEDOUT
 from micropython import const
 
@@ -141,6 +142,7 @@ class WebSocket:
         self._lock = asyncio.Lock()  # one frame at a time on the wire
         self._done = asyncio.Event()  # set once the socket is closed
         self._hdr = bytearray(8)
+        self.last_rx = time.ticks_ms()  # when the last frame arrived (link health)
         self._wbuf = bytearray(128)  # frame scratch, kept up to _KEEP bytes
 
     async def _open(self, host, port, ctx, ev):
@@ -324,6 +326,7 @@ class WebSocket:
         # RFC 6455 section 5.2: returns (fin, opcode, payload length)
         h = self._hdr
         await self._fill(h, 2)
+        self.last_rx = time.ticks_ms()  # any frame proves the peer is alive
         b0, b1 = h[0], h[1]
         op, n = b0 & 15, b1 & 127
         if b0 & 0x70:

@@ -143,6 +143,7 @@ class ChargePoint:
         # Runs while the WebSocket is open: the reader and the talker side by side.
         self.online = True
         talker = asyncio.create_task(self._talk(ws))
+        keeper = asyncio.create_task(self._keepalive(ws))
         try:
             await self.rpc.serve(ws)
         except Exception as e:
@@ -150,11 +151,33 @@ class ChargePoint:
         finally:
             self.online = False
             talker.cancel()
+            keeper.cancel()
             self.outbox.drop_volatile()
             try:
                 await ws.close()
             except Exception:
                 pass
+
+    async def _keepalive(self, ws):
+        # WebSocket ping every WebSocketPingInterval seconds of silence; a link
+        # that stays silent for two intervals more is half-open: drop it, so
+        # the supervisor reconnects (OCPP-J 1.6 §5.3).
+        while True:
+            interval = self.config.get("WebSocketPingInterval") * 1000
+            if interval <= 0:
+                await asyncio.sleep(5)
+                continue
+            quiet = time.ticks_diff(time.ticks_ms(), ws.last_rx)
+            if quiet >= 3 * interval:
+                log.warn("link", "no sign of the CSMS for %d s: the connection is dead, reconnecting" % (quiet // 1000))
+                await ws.close(1001, "no pong")
+                return
+            if quiet >= interval:
+                try:
+                    await ws.ping()
+                except Exception:
+                    pass
+            await asyncio.sleep_ms(min(interval, 1000))
 
     async def _talk(self, ws):
         try:

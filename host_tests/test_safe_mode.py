@@ -1,0 +1,31 @@
+"""Boot-loop guard: repeated failed boots lead to a safe mode that keeps the OCPP link."""
+import json
+import subprocess
+
+from conftest import ROOT, MICROPYTHON, mp_env
+
+
+def test_boot_loop_ends_in_safe_mode_without_the_failing_part(csms, firmware_factory, tmp_path):
+    board = json.loads((ROOT / "boards" / "unix" / "board.json").read_text())
+    board["reader"] = {"type": "pn532", "uart": "reader", "connector": 1}  # a UART the board lacks
+    d = tmp_path / "board"
+    d.mkdir()
+    (d / "board.json").write_text(json.dumps(board))
+    data = tmp_path / "data"
+    fw = firmware_factory(csms, data=data, board=str(d))
+    for _ in range(5):  # each boot dies on the broken reader
+        p = subprocess.run(fw.cmd, cwd=ROOT, env=mp_env(), capture_output=True, text=True, timeout=20, input="")
+        assert p.returncode != 0 and "the firmware stopped" in p.stdout, p.stdout + p.stderr
+    fw.start()
+    fw.wait_line(r"safe mode, without reader, modem")
+    fw.wait_line(r"accepted this charge point", 20)
+    csms.wait_for(lambda: csms.calls("StatusNotification"), 10, "status")
+    first = csms.calls("StatusNotification")[0][2]
+    assert first["connectorId"] == 0 and first["errorCode"] == "InternalError"
+    assert first["info"].startswith("safe mode") and first["status"] == "Available"
+    assert csms.violations == []
+    # A clean stop clears the count: the next boot tries the whole board again
+    # (and fails on the reader again, not in safe mode).
+    fw.stop()
+    p = subprocess.run(fw.cmd, cwd=ROOT, env=mp_env(), capture_output=True, text=True, timeout=20, input="quit\n")
+    assert "safe mode" not in p.stdout and "the firmware stopped" in p.stdout

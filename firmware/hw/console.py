@@ -2,12 +2,13 @@
 # It is how a person, or a test, plugs vehicles in and presents cards.
 #   plug <c> | unplug <c> | card <c> <idTag> | load <c> <amps>
 #   set <key> <value> | status | datatransfer <vendorId> [messageId] [data] | quit
+#   fault <c> [errorCode|off] | lock <c> jam|free
 import asyncio
 import sys
 import micropython
 import log
 
-HELP = "commands: plug <c>, unplug <c>, card <c> <idTag>, load <c> <amps>, set <key> <value>, status, datatransfer <vendorId> [messageId] [data], quit"
+HELP = "commands: plug <c>, unplug <c>, card <c> <idTag>, load <c> <amps>, set <key> <value>, status, datatransfer <vendorId> [messageId] [data], fault <c> [errorCode|off], lock <c> jam|free, quit"
 
 
 async def run(station, config, cp, meters):
@@ -45,9 +46,25 @@ async def _command(station, config, cp, meters, w):
         log.info("console", "connector %s: vehicle asks for %s A" % (w[1], w[2]))
     elif cmd == "set":
         log.info("console", "set %s: %s" % (w[1], config.set(w[1], " ".join(w[2:]), False)))
+    elif cmd == "fault":
+        # A hardware fault on connector c (0: the station), e.g. fault 1 GroundFailure; fault 1 off
+        c = station.connectors[int(w[1])]
+        code = w[2] if len(w) > 2 else "OtherError"
+        c.fault = None if code == "off" else code
+        station.refresh(c)
+    elif cmd == "lock":
+        # lock <c> jam: the cable lock sticks (UnlockConnector fails); lock <c> free: it works again
+        station.connectors[int(w[1])].lock.jammed = w[2] == "jam"
+        log.info("console", "connector %s: cable lock %s" % (w[1], "stuck" if w[2] == "jam" else "works"))
     elif cmd == "status":
         for c in station.connectors:
             log.info("console", "connector %d: %s %s, %s Wh" % (c.id, c.status, c.error_code, c.energy()))
+    elif cmd == "flash":
+        # Flash wear: JSON bytes the firmware wrote, and LittleFS block writes.
+        from hw import unixflash
+        dev = unixflash.dev
+        log.info("console", "flash: %d bytes of state, %d bytes of queue, %d bytes programmed in %d writes" % (
+            station.store.bytes_written, cp.outbox.bytes_written, dev.bytes if dev else 0, dev.writes if dev else 0))
     elif cmd == "datatransfer":
         answer = await cp.data_transfer(w[1], w[2] if len(w) > 2 else None, " ".join(w[3:]) if len(w) > 3 else None)
         log.info("console", "DataTransfer answer: %s" % answer)

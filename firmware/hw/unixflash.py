@@ -19,6 +19,7 @@ dev = None  # the mounted device, for tests (dev.writes, dev.cut_after_writes)
 class Flash:
     def __init__(self, path, blocks=512):
         self.writes = 0  # writeblocks calls so far
+        self.bytes = 0  # bytes programmed, for flash wear figures
         self.erases = 0
         self.cut = False  # True once the emulated power cut dropped a write
         self._ff = b"\xff" * _BS  # an erased block reads as 0xff
@@ -44,6 +45,8 @@ class Flash:
     def _dead(self):
         c = self.cut_after_writes
         if c is not None and self.writes >= c:
+            if not self.cut:  # one line, so a test knows when the "power" went
+                log.warn(_TAG, "emulated power cut: block writes after the %d-th are dropped" % c)
             self.cut = True
             return True
         return False
@@ -57,6 +60,7 @@ class Flash:
         if self._dead():
             return
         self.writes += 1
+        self.bytes += len(buf)
         f = self._f
         f.seek(n * _BS + offset)
         f.write(buf)

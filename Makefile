@@ -30,7 +30,7 @@ test: $(BIN)/.installed
 SIMFLAGS := $(if $(CA),--ca $(CA)) $(if $(FRAMES),--frames)
 sim: $(BIN)/.installed
 	mkdir -p $(DATA)
-	MICROPYPATH=$(MPYPATH) $(MPY) firmware/main.py --board boards/$(BOARD) --data $(DATA) --csms $(CSMS) --cp $(CP) $(SIMFLAGS)
+	MICROPYPATH=$(MPYPATH) tools/unix_loop.sh $(MPY) firmware/main.py --board boards/$(BOARD) --data $(DATA) --csms $(CSMS) --cp $(CP) $(SIMFLAGS)
 
 # Regenerate the payload check tables from the official schemas.
 tables: $(BIN)/.installed
@@ -46,3 +46,25 @@ mpy: $(BIN)/.installed
 
 clean:
 	rm -rf build data
+
+# ---- Boards (README, "Flashing a board" and "Configuring on site over the REPL") ----
+.PHONY: compile deploy configure
+# shell-quotes a make variable's value
+shq = '$(subst ','\'',$(1))'
+
+# Compile firmware/ and lib/ for every board architecture: ESP32 (xtensawin), RP2040 (armv6m).
+compile: $(BIN)/.installed
+	$(BIN)/python tools/build_mpy.py --arch xtensawin
+	$(BIN)/python tools/build_mpy.py --arch armv6m
+
+# Copy the firmware to a board over its USB serial REPL:
+#   make deploy BOARD=esp32 PORT=/dev/ttyUSB0      (BOARD=rp2040 PORT=/dev/ttyACM0 for a Pico W)
+#   DRY_RUN=1: stage build/deploy/<board>/ and print the mpremote command only; NO_RESET=1: stay at the REPL
+deploy: $(BIN)/.installed
+	$(BIN)/python tools/deploy.py --board $(BOARD) $(if $(PORT),--port $(call shq,$(PORT))) $(if $(DRY_RUN),--dry-run) $(if $(NO_RESET),--no-reset)
+
+# Set one configuration key on a board (cfg.set over mpremote), then restart it:
+#   make configure PORT=/dev/ttyUSB0 KEY=CsmsUrl VALUE=wss://csms.example.com/ocpp
+# Without KEY: print every key and value (secrets hidden).
+configure: $(BIN)/.installed
+	$(BIN)/python tools/deploy.py $(if $(PORT),--port $(call shq,$(PORT))) $(if $(KEY),--set $(call shq,$(KEY)) $(call shq,$(VALUE)),--show) $(if $(DRY_RUN),--dry-run) $(if $(NO_RESET),--no-reset)

@@ -50,6 +50,7 @@ def build_connectors(board, ctx):
         contactor = build.contactor(cid, spec.get("contactor", {}), ctx)
         meter = build.meter(cid, spec.get("meter", {}), ctx, contactor)
         c = Connector(cid, meter, contactor)
+        c.lock = build.lock(cid, spec.get("lock"), ctx)
         plug = spec.get("plug")
         if plug and plug.get("type") == "current":  # no plug signal: detect the vehicle by its current
             c.detect_by_current = True
@@ -107,6 +108,7 @@ async def run(opts):
     from ocpp.v16.chargepoint import ChargePoint
     from ocpp import link
     cp = ChargePoint(station, config, boot_fields, root)
+    cp.on_reset = restart
     gc.collect()
 
     if board.get("network"):
@@ -115,6 +117,7 @@ async def run(opts):
     asyncio.create_task(tasks.boot_ok())
     guard("meter", station.poll_meters)
     guard("recovery", cp.recover)
+    guard("reservations", station.expire_reservations)
     guard("sampler", cp.sample_meters)
     guard("link", lambda: link.supervise(cp, config, tls_loader(opts.get("ca"))))
     if reader:
@@ -129,6 +132,21 @@ async def run(opts):
         return 0
     while True:
         await asyncio.sleep(3600)
+
+
+RESTART_EXIT = 75  # unix port: "start me again" (EX_TEMPFAIL) for tools/unix_loop.sh or a service manager
+
+
+def restart(hard):
+    # OCPP Reset (§5.14): a board restarts the chip (Hard) or the interpreter
+    # (Soft: the application software); the unix port ends the process with
+    # RESTART_EXIT and its wrapper starts it again on the same data (its
+    # machine.soft_reset would only exit with 0).
+    tasks.clean_stop()  # a commanded restart is no crash for the boot-loop guard
+    if sys.platform not in ("linux", "darwin"):
+        import machine
+        (machine.reset if hard else machine.soft_reset)()
+    raise SystemExit(RESTART_EXIT)
 
 
 async def identify(board, ctx, connectors, with_modem=True):

@@ -281,7 +281,7 @@ class Station:
         # for another card.
         i = self.auth.lookup(id_tag)[0]
         parent = i.get("parentIdTag") if i else None
-        if cid:
+        if cid is not None:  # 0 is no connector here (§6.33: connectorId > 0)
             cands = [self.connector(cid)]
         else:
             cands = sorted(self.connectors[1:], key=lambda c: (
@@ -329,6 +329,9 @@ class Station:
         tx.parent_id_tag = c.auth_parent
         tx.charging_profile = c.tx_profile
         c.claim = c.auth_parent = c.tx_profile = None
+        if tx.charging_profile:
+            log.info("station", "connector %d: the transaction follows charging profile %d" % (
+                c.id, tx.charging_profile["chargingProfileId"]))
         log.info("station", "connector %d: transaction started for %s at %d Wh" % (c.id, id_tag, meter_start))
         self.save_transactions()  # first, so a cut right after still knows it
         if self.observer:
@@ -440,7 +443,7 @@ class Station:
         c = self.connector(cid) if cid else None
         if cid and c is None or cid == 0 and not self.config.get("ReserveConnectorZeroSupported"):
             status = "Rejected"
-        elif expiry <= clock.now():
+        elif expiry is None or expiry <= clock.now():
             status = "Rejected"
         else:
             status = self._reservable(c, self.reservations.get(rid))

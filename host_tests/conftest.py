@@ -3,6 +3,7 @@ import os
 import queue
 import ssl
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -36,7 +37,10 @@ def run_mp(script, *args, timeout=60, heapsize=None):
 
 
 class Firmware:
-    """The firmware as a process: stdin takes simulator commands, stdout is its log."""
+    """The firmware as a process: stdin takes simulator commands, stdout is its log.
+
+    It runs under tools/unix_loop.sh, as `make sim` does: after an OCPP Reset the
+    firmware exits with code 75 and comes back on the same stdin/stdout and data."""
 
     def __init__(self, data_dir, csms_url, cp_id="CP001", board="boards/unix", extra=(), heapsize=None):
         self.data_dir = Path(data_dir)
@@ -51,8 +55,9 @@ class Firmware:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.lines = []
         self._seen = 0
-        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=mp_env(), stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        self.proc = subprocess.Popen([str(ROOT / "tools" / "unix_loop.sh")] + self.cmd, cwd=ROOT, env=mp_env(),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, bufsize=1, start_new_session=True)
         self._q = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
         return self
@@ -90,12 +95,15 @@ class Firmware:
                 self.send("quit")
                 self.proc.wait(5)
             except Exception:
-                self.proc.kill()
-                self.proc.wait(5)
+                self.kill()
         return self.proc.returncode if self.proc else None
 
     def kill(self):
-        self.proc.kill()
+        # The wrapper and the firmware together, as a power cut would.
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         self.proc.wait(5)
 
 

@@ -7,9 +7,24 @@ including the `date-time` formats the library itself does not check.
 
 Used three ways: `make run` (tools/demo.py), the test suite (as a library, in a
 background thread), and by hand: `python tools/dev_csms.py --port 9000`.
+
+A fair judge for fault-injection tests, as a real CSMS with a database is:
+- a StartTransaction repeated with the same (charge point, connectorId, idTag,
+  meterStart, timestamp) gets the transactionId already given, and is counted in
+  `duplicates["StartTransaction"]`; a MeterValues entry repeated for the same
+  (charge point, transactionId, timestamp, values) is recorded once and counted in
+  `duplicates["MeterValues"]`; a StopTransaction for an already stopped transaction
+  is counted in `duplicates["StopTransaction"]` (and in `conflicts` if it differs);
+  MeterValues/StopTransaction naming an unknown transactionId go to `orphans`;
+- `stop_thread()` / `restart()`: the CSMS goes down (gracefully, or `abrupt=True`
+  like a crash: connections dropped without a close frame) and comes back on the
+  same port keeping its whole record (`transactions`, `frames`, the id counter);
+- `delay[action] = seconds` answers that action late; `silent[action] = n` (or True)
+  leaves the next n (or all) CALLs of that action unanswered (recorded in `unanswered`).
 """
 import argparse
 import asyncio
+import collections
 import itertools
 import json
 import logging
@@ -79,6 +94,7 @@ class Recorder:
         self.cp_id = cp_id
         self.request = conn.request
         self.sent_calls = {}  # our CALL ids -> action, to check the answers
+        self.recv_calls = {}  # the charge point's CALL ids -> action, for delay/silent
 
     async def recv(self):
         text = await self.conn.recv()
@@ -86,6 +102,21 @@ class Recorder:
         return text
 
     async def send(self, text):
+        csms = self.csms
+        if (csms.delay or csms.silent) and text[:2] in ("[3", "[4"):
+            try:
+                action = self.recv_calls.pop(json.loads(text)[1], None)
+            except (ValueError, IndexError, TypeError):
+                action = None
+            left = csms.silent.get(action)
+            if left:
+                if left is not True:
+                    csms.silent[action] = left - 1
+                csms.unanswered.append((time.time(), self.cp_id, action, text))
+                log.info("not answering %s to %s (silent)", action, self.cp_id)
+                return
+            if csms.delay.get(action):
+                await asyncio.sleep(csms.delay[action])
         self.csms.record(">>", self.cp_id, text, self)
         await self.conn.send(text)
 
@@ -117,23 +148,51 @@ class ChargePointHandler(ocpp.v16.ChargePoint):
 
     @on("StartTransaction")
     def on_start(self, connector_id, id_tag, meter_start, timestamp, **kw):
-        tx_id = next(self.csms.tx_ids)
-        self.csms.transactions[tx_id] = {"cp": self.id, "connector": connector_id, "idTag": id_tag,
-                                         "meterStart": meter_start, "start": timestamp, "meterValues": []}
+        csms = self.csms
+        key = (self.id, connector_id, id_tag, meter_start, timestamp)
+        tx_id = csms.start_keys.get(key)
+        if tx_id is not None:  # a repeat of a start we already numbered
+            csms.duplicates["StartTransaction"] += 1
+            csms.duplicate_log.append((time.time(), self.id, "StartTransaction", tx_id))
+            log.info("%s repeated StartTransaction %s: transaction %d again", self.id, key, tx_id)
+        else:
+            tx_id = next(csms.tx_ids)
+            csms.start_keys[key] = tx_id
+            csms.transactions[tx_id] = {"cp": self.id, "connector": connector_id, "idTag": id_tag,
+                                        "meterStart": meter_start, "start": timestamp, "meterValues": []}
         return call_result.StartTransaction(transaction_id=tx_id,
-                                            id_tag_info={"status": self.csms.tag_status(id_tag)})
+                                            id_tag_info={"status": csms.tag_status(id_tag)})
 
     @on("MeterValues")
     def on_meter_values(self, connector_id, meter_value, transaction_id=None):
-        tx = self.csms.transactions.get(transaction_id)
+        csms = self.csms
+        tx = csms.transactions.get(transaction_id)
         if tx is not None:
-            tx["meterValues"].extend(meter_value)
+            for mv in meter_value:
+                key = (self.id, transaction_id, json.dumps(mv, sort_keys=True))
+                if key in csms.meter_keys:
+                    csms.duplicates["MeterValues"] += 1
+                    csms.duplicate_log.append((time.time(), self.id, "MeterValues", transaction_id))
+                else:
+                    csms.meter_keys.add(key)
+                    tx["meterValues"].append(mv)
+        elif transaction_id is not None:
+            csms.orphans.append((time.time(), self.id, "MeterValues", transaction_id))
         return call_result.MeterValues()
 
     @on("StopTransaction")
     def on_stop(self, meter_stop, timestamp, transaction_id, **kw):
-        tx = self.csms.transactions.get(transaction_id)
-        if tx is not None:
+        csms = self.csms
+        tx = csms.transactions.get(transaction_id)
+        if tx is None:
+            csms.orphans.append((time.time(), self.id, "StopTransaction", transaction_id))
+        elif "meterStop" in tx:
+            csms.duplicates["StopTransaction"] += 1
+            csms.duplicate_log.append((time.time(), self.id, "StopTransaction", transaction_id))
+            if (tx["meterStop"], tx["stop"], tx["reason"]) != (meter_stop, timestamp, kw.get("reason")):
+                csms.conflicts.append((transaction_id, dict(meterStop=meter_stop, stop=timestamp,
+                                                            reason=kw.get("reason"))))
+        else:
             tx.update(meterStop=meter_stop, stop=timestamp, reason=kw.get("reason"))
         return call_result.StopTransaction(id_tag_info={"status": "Accepted"})
 
@@ -173,6 +232,18 @@ class DevCSMS:
         self.loop = None
         self.server = None
         self.port = None
+        # fair-judge record (see the module docstring)
+        self.start_keys = {}  # (cp, connectorId, idTag, meterStart, timestamp) -> transactionId
+        self.meter_keys = set()  # (cp, transactionId, meterValue as JSON)
+        self.duplicates = collections.Counter()  # action -> repeats absorbed
+        self.duplicate_log = []  # (time, cp, action, transactionId)
+        self.conflicts = []  # (transactionId, second StopTransaction that differs)
+        self.orphans = []  # (time, cp, action, unknown transactionId)
+        self.delay = {}  # action -> seconds before answering
+        self.silent = {}  # action -> CALLs left unanswered (int) or True for all
+        self.unanswered = []  # (time, cp, action, the answer not sent)
+        self.restarts = 0
+        self._listen = None  # (host, port, ssl) of the last start_in_thread
 
     # ---- behaviour ------------------------------------------------------
     def next_boot_reply(self):
@@ -192,6 +263,9 @@ class DevCSMS:
         self.frames.append((time.time(), direction, cp_id, msg))
         if direction == ">>" and isinstance(msg, list) and msg and msg[0] == 2:
             rec.sent_calls[msg[1]] = msg[2]
+        if (direction == "<<" and (self.delay or self.silent) and isinstance(msg, list) and len(msg) > 2
+                and msg[0] == 2 and isinstance(msg[1], str)):
+            rec.recv_calls[msg[1]] = msg[2]
         if direction == "<<" and isinstance(msg, list) and msg:
             if msg[0] == 2:
                 problems = schema_errors(msg[2], msg[3])
@@ -238,12 +312,26 @@ class DevCSMS:
         self.port = self.server.sockets[0].getsockname()[1]
         return self.port
 
-    async def close(self):
-        self.server.close()
-        await self.server.wait_closed()
+    async def close(self, abrupt=False):
+        # abrupt: like a crash, every connection dropped without a close frame.
+        if abrupt:
+            for h in list(self.handlers.values()):
+                transport = getattr(h._connection.conn, "transport", None)
+                if transport is not None:
+                    transport.abort()
+        self.server.close(close_connections=not abrupt)
+        try:
+            await asyncio.wait_for(self.server.wait_closed(), 5)
+        except asyncio.TimeoutError:  # a peer that does not answer the close (half-open link)
+            for h in list(self.handlers.values()):
+                transport = getattr(h._connection.conn, "transport", None)
+                if transport is not None:
+                    transport.abort()
+            await asyncio.wait_for(self.server.wait_closed(), 5)
 
     # ---- for tests running the CSMS in a background thread ---------------
     def start_in_thread(self, host="127.0.0.1", port=0, ssl=None):
+        self._listen = (host, port, ssl)
         ready = threading.Event()
 
         def run():
@@ -260,11 +348,21 @@ class DevCSMS:
             raise RuntimeError("dev CSMS did not start")
         return self.port
 
-    def stop_thread(self):
-        fut = asyncio.run_coroutine_threadsafe(self.close(), self.loop)
-        fut.result(10)
+    def stop_thread(self, abrupt=False):
+        fut = asyncio.run_coroutine_threadsafe(self.close(abrupt), self.loop)
+        fut.result(15)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+        self.handlers.clear()
+
+    def restart(self, down_for=0.0, abrupt=False):
+        """Stop the CSMS and start it again on the same port; the record is kept."""
+        host, _, ssl = self._listen
+        self.stop_thread(abrupt)
+        if down_for:
+            time.sleep(down_for)
+        self.restarts += 1
+        return self.start_in_thread(host, self.port, ssl)
 
     def run_call(self, cp_id, payload, timeout=15):
         """Send a CSMS-initiated CALL (an ocpp.v16.call object) and return its answer."""

@@ -21,6 +21,30 @@ class SimContactor:
             log.info("contactor", "connector %d: contactor open, power off" % self.connector_id)
 
 
+class SimLock:
+    # A cable lock; `jammed` (console: lock <c> jam) makes unlocking fail, as a
+    # stuck latch would.
+    def __init__(self, connector_id):
+        self.connector_id = connector_id
+        self.locked = False
+        self.jammed = False
+
+    def lock(self):
+        if not self.locked:
+            self.locked = True
+            log.info("lock", "connector %d: cable locked" % self.connector_id)
+
+    def unlock(self):
+        # -> True when the cable is free
+        if self.jammed:
+            log.warn("lock", "connector %d: the cable lock is stuck" % self.connector_id)
+            return False
+        if self.locked:
+            self.locked = False
+            log.info("lock", "connector %d: cable unlocked" % self.connector_id)
+        return True
+
+
 class SimMeter:
     # A three-phase meter. `load` is the current the vehicle would draw (A per
     # phase); the register persists in a host file so it survives restarts,

@@ -65,6 +65,8 @@ class ChargePoint:
         self.wake = asyncio.Event()
         self._last_aligned = 0
         self._boot_not_before = time.ticks_ms()
+        self._boot_wake = asyncio.Event()  # TriggerMessage(BootNotification) while Pending
+        self.on_reset = None  # fn(hard): restarts the firmware (set by main for the port)
         station.observer = self
         config.listen(self._config_changed)
 
@@ -111,18 +113,35 @@ class ChargePoint:
         self.wake.set()
 
     async def authorize(self, id_tag):
-        # -> idTagInfo. Online: ask the CSMS. Offline: AllowOfflineTxForUnknownId.
+        # -> idTagInfo (OCPP 1.6 §3.5, §4.1). Online the CSMS decides, unless
+        # LocalPreAuthorize lets a valid local list or cache entry start at
+        # once; every answer feeds the cache. Offline (or no answer) the
+        # station decides: LocalAuthorizeOffline, AllowOfflineTxForUnknownId.
+        auth = self.station.auth
         if self.online and self.registration == "Accepted":
+            if self.config.get("LocalPreAuthorize"):
+                info, where = auth.lookup(id_tag)
+                if info and info["status"] == "Accepted":
+                    log.info("auth", "%s accepted from the %s (LocalPreAuthorize)" % (id_tag, where))
+                    return info
             try:
-                answer = await self.rpc.call("Authorize", {"idTag": id_tag})
+                answer = await self.rpc.call("Authorize", {"idTag": id_tag}, self.config.get("MessageTimeout"))
+                self._learn(id_tag, answer["idTagInfo"])
                 return answer["idTagInfo"]
             except (CallError, CallTimeout, NotConnected) as e:
                 log.warn("auth", "Authorize for %s got no answer (%s), deciding offline" % (id_tag, type(e).__name__))
-        if self.config.get("AllowOfflineTxForUnknownId"):
-            log.info("auth", "offline: %s allowed (AllowOfflineTxForUnknownId)" % id_tag)
-            return {"status": "Accepted"}
-        log.info("auth", "offline: %s cannot be checked, refused" % id_tag)
-        return {"status": "Invalid"}
+        return auth.offline(id_tag)
+
+    def _learn(self, id_tag, info):
+        # An idTagInfo from the CSMS: into the cache, or, when it contradicts
+        # the local list, reported on connector 0 as LocalListConflict (§3.5.2).
+        if not id_tag or not info or not self.station.auth.learn(id_tag, info):
+            return
+        log.warn("auth", "the CSMS and the local list disagree about %s: reported as LocalListConflict" % id_tag)
+        c = self.station.connectors[0]
+        self.outbox.put("StatusNotification", {"connectorId": 0, "errorCode": "LocalListConflict",
+                                               "status": c.status, "timestamp": clock.iso()})
+        self.wake.set()
 
     # ---- the CSMS side of boot (§4.2) ------------------------------------
     def _gate(self, action):
@@ -211,7 +230,11 @@ class ChargePoint:
             # even across reconnects (§4.2).
             early = time.ticks_diff(self._boot_not_before, time.ticks_ms())
             if early > 0:
-                await asyncio.sleep_ms(early)
+                self._boot_wake.clear()
+                try:  # a TriggerMessage(BootNotification) cuts the wait short
+                    await asyncio.wait_for_ms(self._boot_wake.wait(), early)
+                except asyncio.TimeoutError:
+                    pass
             wait = self.config.get("BootRetryInterval")
             try:
                 answer = await self.rpc.call("BootNotification", p)
@@ -259,6 +282,8 @@ class ChargePoint:
             if e.action == "StartTransaction":
                 self.outbox.set_id(e.local, answer["transactionId"])
                 self._started(self._live(e.local), answer)
+            if e.action in ("StartTransaction", "StopTransaction"):
+                self._learn(e.payload.get("idTag"), answer.get("idTagInfo"))
             self.outbox.pop(e)
 
     def _live(self, local):
@@ -291,11 +316,11 @@ class ChargePoint:
         tx.id = answer["transactionId"]
         self.station.save_transactions()
         log.info("ocpp", "the CSMS numbered the transaction on connector %d: %d" % (tx.connector_id, tx.id))
+        if info.get("parentIdTag"):
+            tx.parent_id_tag = info["parentIdTag"]
         if info.get("status") != "Accepted":
-            c = self.station.connector(tx.connector_id)
             log.warn("auth", "the CSMS did not accept %s for the transaction: %s" % (tx.id_tag, info.get("status")))
-            if c.transaction is tx and self.config.get("StopTransactionOnInvalidId"):
-                self.station.stop_transaction(c, "DeAuthorized")
+            self.station.deauthorize(tx, "DeAuthorized")
 
     async def _idle(self):
         # Wait for the next message, sending a Heartbeat when the link has been quiet.
@@ -394,6 +419,90 @@ class ChargePoint:
     def _reading(self, r):
         c = self.station.connector(r["connector"])
         return c.energy() if c else None
+
+    # ---- TriggerMessage (§5.17) and Reset (§5.14) ---------------------------
+    def trigger(self, what, cid):
+        # -> (status, after): `after` sends the message once the confirmation
+        # is out. cid None: every connector the message applies to.
+        cs = self.station.connectors
+        if cid is not None and not 0 <= cid < len(cs):
+            return "Rejected", None
+        if what == "BootNotification":
+            if self.registration == "Accepted":
+                return "Rejected", None  # errata 3.35: not again once accepted
+            return "Accepted", self._boot_now
+        if what in ("DiagnosticsStatusNotification", "FirmwareStatusNotification"):
+            return "Accepted", lambda: self._send_now(what, {"status": "Idle"})  # nothing under way
+        if what == "Heartbeat":
+            return "Accepted", self._heartbeat_now
+        if what == "StatusNotification":
+            return "Accepted", lambda: self._trigger_status(cs if cid is None else [cs[cid]])
+        if what == "MeterValues":
+            # The latest reading of each connector asked for; connector 0 has no meter of its own.
+            ms = [c for c in cs[1:] if cid in (None, c.id) and c.reading is not None]
+            return ("Accepted", lambda: self._trigger_meters(ms)) if ms else ("Rejected", None)
+        return "NotImplemented", None
+
+    async def _boot_now(self):
+        self._boot_not_before = time.ticks_ms()
+        self._boot_wake.set()
+
+    async def _send_now(self, action, payload):
+        # A triggered message goes straight out (also while Pending, §4.2).
+        try:
+            return await self.rpc.call(action, payload, self.config.get("MessageTimeout"))
+        except (CallError, CallTimeout, NotConnected) as e:
+            log.warn("ocpp", "triggered %s failed: %s" % (action, type(e).__name__))
+
+    async def _heartbeat_now(self):
+        answer = await self._send_now("Heartbeat", {})
+        t = clock.parse(answer["currentTime"]) if answer else None
+        if t:
+            clock.set(t)
+
+    async def _trigger_status(self, cs):
+        for c in cs:
+            if self.registration == "Accepted":
+                self._queue_status(c)  # in order behind the status changes still queued
+                continue
+            p = {"connectorId": c.id, "errorCode": c.error_code, "status": c.status, "timestamp": clock.iso()}
+            if c.info:
+                p["info"] = c.info
+            await self._send_now("StatusNotification", p)
+
+    async def _trigger_meters(self, cs):
+        # §5.17: the most recent values of the MeterValuesSampledData measurands.
+        for c in cs:
+            tx = c.transaction
+            values = sampled_values(c.reading, self.config.get("MeterValuesSampledData"), "Trigger") or \
+                sampled_values(c.reading, ("Energy.Active.Import.Register",), "Trigger")
+            p = {"connectorId": c.id, "meterValue": [{"timestamp": clock.iso(c.reading_time), "sampledValue": values}]}
+            if self.registration == "Accepted":
+                self.outbox.put("MeterValues", p, tx.local_id if tx else None)
+                self.wake.set()
+            else:
+                await self._send_now("MeterValues", p)
+
+    async def reset(self, hard):
+        # After the confirmation: running transactions end (SoftReset /
+        # HardReset) and their StopTransaction is given MessageTimeout seconds
+        # to reach the CSMS (it stays queued in flash anyway), then the link is
+        # closed and the firmware restarts.
+        log.info("ocpp", "%s reset asked by the CSMS" % ("hard" if hard else "soft"))
+        self.station.stop_all("HardReset" if hard else "SoftReset")
+        self.wake.set()
+        end = time.ticks_add(time.ticks_ms(), self.config.get("MessageTimeout") * 1000)
+        while self.outbox.pending_tx() and self.online and time.ticks_diff(end, time.ticks_ms()) > 0:
+            await asyncio.sleep_ms(50)
+        ws = self.rpc.ws
+        if ws:
+            try:
+                await ws.close()
+            except Exception:
+                pass
+        log.info("boot", "restarting now")
+        if self.on_reset:
+            self.on_reset(hard)
 
     # ---- CP-initiated DataTransfer ------------------------------------------
     async def data_transfer(self, vendor_id, message_id=None, data=None):

@@ -1,7 +1,9 @@
 # OCPP 1.6 operations initiated by the CSMS: action name -> handler.
 # A handler gets the checked payload and returns the response payload, or
 # (response, after) where `after` is a coroutine function run once the
-# response is out. Handlers only call the station model and configuration.
+# response is out. Handlers only call the station model and configuration;
+# the section numbers are those of the OCPP 1.6 specification.
+import clock
 import log
 
 VENDOR_ID = "mpocpp"  # our vendorId for DataTransfer
@@ -9,9 +11,11 @@ VENDOR_ID = "mpocpp"  # our vendorId for DataTransfer
 
 def table(cp):
     config = cp.config
+    station = cp.station
 
+    # ---- Core ---------------------------------------------------------------
     def data_transfer(p):
-        # OCPP 1.6 §5.6: we know only our own vendorId.
+        # §5.6: we know only our own vendorId.
         if p["vendorId"] != VENDOR_ID:
             return {"status": "UnknownVendorId"}
         if p.get("messageId") == "Echo":
@@ -19,11 +23,13 @@ def table(cp):
         return {"status": "UnknownMessageId"}
 
     def change_configuration(p):
+        # §5.3: NotSupported, Rejected, RebootRequired or Accepted (config.set).
         status = config.set(p["key"], p["value"])
         log.info("config", "CSMS set %s: %s" % (p["key"], status))
         return {"status": status}
 
     def get_configuration(p):
+        # §5.8: at most GetConfigurationMaxKeys keys are looked up.
         keys = p.get("key")
         limit = config.get("GetConfigurationMaxKeys")
         known, unknown = config.items(keys[:limit] if keys else None)
@@ -32,20 +38,24 @@ def table(cp):
             answer["unknownKey"] = unknown
         return answer
 
-    station = cp.station
-
     def remote_start(p):
-        # OCPP 1.6 §5.11: Accepted only when a connector can take it.
-        c = station.free_connector(p.get("connectorId"))
+        # §5.11: Accepted when a connector can take it; a charging profile
+        # must be a TxProfile without transactionId (§5.16.2) and is kept
+        # for the transaction.
+        profile = p.get("chargingProfile")
+        if profile and (profile["chargingProfilePurpose"] != "TxProfile" or "transactionId" in profile
+                        or len(profile["chargingSchedule"]["chargingSchedulePeriod"])
+                        > config.get("ChargingScheduleMaxPeriods")):
+            log.warn("ocpp", "remote start refused: its charging profile is not a usable TxProfile")
+            return {"status": "Rejected"}
+        c = station.remote_connector(p.get("connectorId"), p["idTag"])
         if c is None:
             return {"status": "Rejected"}
-
-        async def start():
-            await station.remote_start(c, p["idTag"], config.get("AuthorizeRemoteTxRequests"))
-        return {"status": "Accepted"}, start
+        return {"status": "Accepted"}, lambda: station.remote_start(
+            c, p["idTag"], config.get("AuthorizeRemoteTxRequests"), profile)
 
     def remote_stop(p):
-        # OCPP 1.6 §5.12: Rejected for a transaction we do not know.
+        # §5.12: Rejected for a transaction we do not know.
         tx = station.transaction_by_id(p["transactionId"])
         if tx is None:
             return {"status": "Rejected"}
@@ -54,10 +64,66 @@ def table(cp):
             station.stop_transaction(station.connector(tx.connector_id), "Remote")
         return {"status": "Accepted"}, stop
 
+    def change_availability(p):
+        # §5.2: Scheduled while a transaction runs on the connector(s).
+        return {"status": station.change_availability(p["connectorId"], p["type"] == "Operative")}
+
+    def unlock_connector(p):
+        # §5.18, errata 3.85: NotSupported without a lock or for an unknown connector.
+        ok = station.unlock(p["connectorId"], "UnlockCommand")
+        return {"status": "NotSupported" if ok is None else "Unlocked" if ok else "UnlockFailed"}
+
+    def reset(p):
+        # §5.14: the confirmation first, then the transactions end and we restart.
+        return {"status": "Accepted"}, lambda: cp.reset(p["type"] == "Hard")
+
+    def clear_cache(p):
+        # §5.4
+        station.auth.cache.clear()
+        return {"status": "Accepted"}
+
+    # ---- Local Auth List Management -------------------------------------------
+    def get_local_list_version(p):
+        # §5.10: 0 for an empty list, -1 while the list is disabled.
+        return {"listVersion": station.auth.list_version()}
+
+    def send_local_list(p):
+        # §5.15
+        status = station.auth.send_list(p["listVersion"], p["updateType"] == "Full",
+                                        p.get("localAuthorizationList") or ())
+        return {"status": status}
+
+    # ---- Reservation -----------------------------------------------------------
+    def reserve_now(p):
+        # §5.13
+        expiry = clock.parse(p["expiryDate"])
+        status = station.reserve(p["reservationId"], p["connectorId"], expiry, p["idTag"], p.get("parentIdTag"))
+        return {"status": status}
+
+    def cancel_reservation(p):
+        # §5.1
+        return {"status": "Accepted" if station.cancel_reservation(p["reservationId"]) else "Rejected"}
+
+    # ---- Remote Trigger ----------------------------------------------------------
+    def trigger_message(p):
+        # §5.17: the confirmation goes out before the requested message.
+        status, after = cp.trigger(p["requestedMessage"], p.get("connectorId"))
+        log.info("ocpp", "CSMS asks for %s: %s" % (p["requestedMessage"], status))
+        return ({"status": status}, after) if after else {"status": status}
+
     return {
-        "RemoteStartTransaction": remote_start,
-        "RemoteStopTransaction": remote_stop,
         "DataTransfer": data_transfer,
         "ChangeConfiguration": change_configuration,
         "GetConfiguration": get_configuration,
+        "RemoteStartTransaction": remote_start,
+        "RemoteStopTransaction": remote_stop,
+        "ChangeAvailability": change_availability,
+        "UnlockConnector": unlock_connector,
+        "Reset": reset,
+        "ClearCache": clear_cache,
+        "GetLocalListVersion": get_local_list_version,
+        "SendLocalList": send_local_list,
+        "ReserveNow": reserve_now,
+        "CancelReservation": cancel_reservation,
+        "TriggerMessage": trigger_message,
     }

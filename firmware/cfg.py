@@ -1,0 +1,291 @@
+# The installer's configuration commands at the REPL. Connect a terminal
+# (mpremote, or any serial terminal at 115200 Bd), stop the firmware with
+# Ctrl-C, then:
+#   >>> import cfg
+#   >>> cfg.help()
+# Every command prints one readable line per setting and never a traceback.
+# Settings go through Config.set, exactly like a local "set" in the simulator,
+# into the same flash store the firmware reads at boot. On a board that store is
+# the flash root (next to board.json). On the unix port (simulator, Linux
+# controller) open the station's data directory first, while the firmware is
+# NOT running (two processes must not mount the same flash image):
+#   >>> cfg.open("data/CP001", "boards/unix")
+import sys
+import io
+import json
+import log
+import config as _config
+from config import Config
+from storage import Store
+
+_c = None  # the open Config
+_store = None
+_defaults = None  # the board file's "config": the board's defaults
+
+
+class _Stop(Exception):
+    # A message for the installer instead of a traceback.
+    pass
+
+
+def _safe(name):
+    def wrap(fn):
+        def run(*args, **kw):
+            try:
+                fn(*args, **kw)
+            except _Stop as e:
+                print("cfg: " + str(e))
+            except Exception as e:
+                print("cfg: %s failed: %s %s" % (name, type(e).__name__, e))
+
+        return run
+
+    return wrap
+
+
+def _on_board():
+    try:
+        from machine import Pin  # noqa: F401  (the unix port has no machine.Pin)
+
+        return True
+    except ImportError:
+        return False
+
+
+def _exists(path):
+    try:
+        import os
+
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def _load_board(path):
+    # -> the board file's dict ({} if none): its "config" holds the board's defaults.
+    if path and not path.endswith(".json"):
+        path = path.rstrip("/") + "/board.json"
+    if not path or not _exists(path):
+        return None, path
+    with io.open(path) as f:
+        return json.load(f), path
+
+
+def _open(data, board):
+    global _c, _store, _defaults
+    if data and not _on_board():
+        from hw import unixflash
+
+        img = data.rstrip("/") + "/flash.img"
+        if not _exists(img):
+            raise _Stop("no flash image %s: is %s the station's data directory? (the firmware "
+                        "creates it at its first start)" % (img, data))
+        root = unixflash.mount(data)  # the LittleFS image DATA/flash.img
+        where = "%s (flash image in %s)" % (root, data)
+        if board is None and _exists("boards/unix/board.json"):
+            board = "boards/unix"
+    else:
+        root = data or ""  # a board: the flash root, where board.json is
+        where = root or "the flash root"
+        if board is None:
+            board = (root.rstrip("/") + "/" if root else "") + "board.json"
+    b, path = _load_board(board)
+    store = Store(root)
+    defaults = (b or {}).get("config")
+    c = Config(store, defaults)
+    _c, _store, _defaults = c, store, defaults
+    n = len(store.load("config", {}) or {})
+    print("cfg: charge point %s, settings in %s, %d differ from the defaults" % (
+        c.get("ChargePointId") or "(no ChargePointId yet)", where, n))
+    if b is None:
+        print("cfg: WARNING no board file %s: the board's defaults are not applied" % path)
+    else:
+        print("cfg: board %s (%s)" % (b.get("name", "?"), path))
+
+
+def _cfg():
+    if _c is None:
+        if _on_board() or _exists("board.json"):
+            _open(None, None)
+        else:
+            raise _Stop("on the unix port, open the station's data directory first: "
+                        "cfg.open('data/CP001', 'boards/unix')")
+    return _c
+
+
+def _meta(key):
+    # -> (name, type, flags, limits) of a key, or None if unknown.
+    j = _config._row(key)
+    if j < 0:
+        return None
+    f = _config._fields(j)
+    return f[0], f[1][0], f[1][1:], f[2]
+
+
+def _text(v):
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if isinstance(v, list):
+        return ",".join(v)
+    return str(v)
+
+
+def _shown(name, flags, v):
+    if "W" in flags:  # write-only secrets: never shown
+        return "(set)" if v else "(not set)"
+    return _text(v)
+
+
+def _expects(name, t, limits):
+    # What a valid value looks like, for a Rejected answer.
+    if t == "b":
+        return "true or false"
+    if t == "i":
+        a, b = limits.split("-")
+        return "a whole number from %s to %s" % (a, b)
+    if t == "s":
+        if name == "CsmsUrl":
+            return "a ws:// or wss:// URL without spaces, at most %s characters" % limits
+        if name == "ChargePointId":
+            return "at most %s characters, without ':' or '/'" % limits
+        if name == "AuthorizationKey":
+            return "16 to %s characters, without spaces" % limits
+        return "text of at most %s plain ASCII characters" % limits
+    if limits == "measurand":
+        what = "measurands, e.g. Energy.Active.Import.Register,Power.Active.Import,Voltage.L1"
+    elif limits == "rotation":
+        what = "phase rotations, e.g. RST or 1.RST,2.RTS"
+    else:
+        what = "values from %s" % limits
+    return "a comma separated list of " + what
+
+
+def _set(key, value):
+    c = _cfg()
+    m = _meta(key)
+    if m is None:
+        print("%s: NotSupported, there is no such key (cfg.show() lists them)" % key)
+        return None
+    name, t, flags, limits = m
+    lvl = log.level
+    log.level = log.ERROR  # our own line below says it better; keep real errors
+    try:
+        status = c.set(name, value, False)
+    finally:
+        log.level = lvl
+    if status in ("Accepted", "RebootRequired"):
+        line = "%s = %s: %s" % (name, _shown(name, flags, c.get(name)), status)
+        if status == "RebootRequired":
+            line += ", takes effect after a restart (cfg.restart())"
+        print(line)
+    else:
+        print("%s: %s, %s is not valid: expects %s" % (
+            name, status, "(hidden)" if "W" in flags else repr(value), _expects(name, t, limits)))
+    return status
+
+
+@_safe("open")
+def open(data=None, board=None):
+    # Opens the station's settings. Boards: nothing to give (the flash root).
+    # Unix port: data = the station's data directory, board = its board directory.
+    _open(data, board)
+
+
+@_safe("show")
+def show():
+    c = _cfg()
+    stored = _store.load("config", {}) or {}
+    known, _ = c.items()
+    w = max(len(kv["key"]) for kv in known)
+    print("%-*s %s" % (w, "key", "    value  (* stored, R read-only for the CSMS, ! needs a restart)"))
+    for kv in known:
+        name = kv["key"]
+        flags = _meta(name)[2]
+        mark = ("*" if name in stored else " ") + ("R" if "R" in flags else " ") + ("!" if "!" in flags else " ")
+        print("%-*s %s %s" % (w, name, mark, _shown(name, flags, c.get(name))))
+
+
+@_safe("get")
+def get(key):
+    c = _cfg()
+    m = _meta(key)
+    if m is None:
+        print("%s: NotSupported, there is no such key (cfg.show() lists them)" % key)
+        return
+    print("%s = %s" % (m[0], _shown(m[0], m[2], c.get(m[0]))))
+
+
+@_safe("set")
+def set(key, value):
+    _set(key, value)
+
+
+@_safe("csms")
+def csms(url, charge_point_id=None):
+    # The central system's URL and this charge point's identity (the last part
+    # of the WebSocket URL, <url>/<id>).
+    _set("CsmsUrl", url)
+    if charge_point_id is not None:
+        _set("ChargePointId", charge_point_id)
+
+
+@_safe("wifi")
+def wifi(ssid, password=""):
+    _set("WifiSsid", ssid)
+    _set("WifiPassword", password)
+
+
+@_safe("key")
+def key(authorization_key):
+    # The Basic auth password for security profiles 1 and 2.
+    if _set("AuthorizationKey", authorization_key) == "Accepted":
+        print("(used with SecurityProfile 1 or 2; SecurityProfile is %s)" % _cfg().get("SecurityProfile"))
+
+
+@_safe("reset_defaults")
+def reset_defaults(confirm=None):
+    _cfg()
+    stored = _store.load("config", {}) or {}
+    if not stored:
+        print("Nothing is stored: the defaults apply already.")
+        return
+    if confirm != "yes":
+        print("This erases the %d stored settings: %s." % (len(stored), ", ".join(sorted(stored))))
+        print("The station then needs its CSMS URL, id and Wi-Fi again. To go ahead: cfg.reset_defaults('yes')")
+        return
+    global _c
+    _store.remove("config")
+    _c = Config(_store, _defaults)
+    print("Stored settings erased: the defaults apply after a restart (cfg.restart())")
+
+
+@_safe("restart")
+def restart():
+    if _on_board():
+        import machine
+
+        print("restarting...")
+        machine.reset()
+    else:
+        print("unix port: stop and start the firmware process to apply the settings")
+
+
+@_safe("help")
+def help():
+    print("""Configuration commands (values are text, as a CSMS would send them):
+  cfg.show()                      every key and its value (secrets hidden)
+  cfg.get("HeartbeatInterval")    one key
+  cfg.set("HeartbeatInterval", "300")
+                                  validated like ChangeConfiguration; prints
+                                  Accepted / RebootRequired / Rejected / NotSupported
+  cfg.csms("wss://csms.example.com/ocpp", "CP001")
+                                  the CSMS URL and this charge point's id
+  cfg.wifi("ssid", "password")    the Wi-Fi network (ESP32, Pico W)
+  cfg.key("AuthorizationKey")     the password for security profiles 1 and 2
+  cfg.reset_defaults()            erase the stored settings (asks to confirm)
+  cfg.restart()                   restart the board to apply RebootRequired settings
+  cfg.open(data, board)           unix port only: the station's data directory
+                                  and board directory, e.g. ("data/CP001", "boards/unix")""")

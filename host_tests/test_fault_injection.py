@@ -1,0 +1,911 @@
+"""Fault injection: charging sessions while everything that can fail, fails.
+
+A seeded harness drives one charge point (the firmware on the unix port, one DATA
+dir for its whole life) through many charging sessions against the dev CSMS, with
+the link going through tools/netproxy.py. At points chosen by the seed it:
+
+  kill        SIGKILLs the firmware at a random moment of a step and starts it again
+  kill@frame  SIGKILLs it the instant a chosen frame shows in its log (our
+              StartTransaction / MeterValues / StopTransaction going out, or the
+              CSMS's answer to a Start or Stop coming in)
+  flashcut    kills it, starts it with FLASH_CUT_AFTER_WRITES=N (the emulated flash
+              drops every block write after the N-th: a power cut inside a LittleFS
+              write); the "power" goes at the cut (killed at once) or the process
+              runs on a few seconds on dead flash (it must not crash) before it is
+              killed; then it starts normally
+  csms        stops the CSMS (gracefully or like a crash) and starts it again on the
+              same port after a while; the CSMS keeps its record, like a database
+  cut         resets the TCP connection on both sides (RST)
+  halfopen    the link goes silent in both directions without a close: the firmware
+              must notice by itself (WebSocket ping) and reconnect
+
+At the end every transaction the harness started must be in the CSMS's record
+exactly once with the right meterStart and meterStop, and every periodic meter
+value the firmware sampled while it was alive must have reached the CSMS.
+
+What "started", "sampled" and "stopped" mean comes from the firmware's own log:
+  "transaction started for TAG at X Wh"       a transaction; it is committed (must
+      reach the CSMS) once the contactor closed or its StartTransaction went out;
+      a kill between the log line and that point may lose it (reported as uncertain)
+  "meter: connector N: X Wh, Y W (Sample.Periodic)"   a sample that must arrive
+  "transaction stopped (REASON), D Wh delivered"      meterStop = meterStart + D;
+      committed once a status line or the StopTransaction followed, otherwise a
+      PowerLoss stop after the restart is accepted too
+  "the transaction of TAG was interrupted (PowerLoss), ending it at X Wh"  X must be
+      the meter register at the power loss (DATA/meter<N>.txt, read after the kill)
+Lines after an emulated flash cut ("emulated power cut") are what a dead board
+would not have done: not required, and tolerated if they reached the CSMS.
+
+Environment: FAULT_SEED (default: random, printed), FAULT_SESSIONS (default 5),
+FAULT_SOAK=1 runs the long test (FAULT_SESSIONS default 40; `make soak`),
+FAULT_FW_TREE=<dir> runs the firmware of another checkout, FW_ECHO=1 echoes its log.
+"""
+import json
+import os
+import random
+import re
+import subprocess
+import threading
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, Firmware, mp_env
+from dev_csms import DevCSMS
+from netproxy import NetProxy
+
+CP = "CP001"
+PING = 2  # WebSocketPingInterval: half-open is noticed after 3 silent intervals
+SETTINGS = [("MeterValueSampleInterval", 1), ("ClockAlignedDataInterval", 0),
+            ("AllowOfflineTxForUnknownId", "true"), ("WebSocketPingInterval", PING),
+            ("TransactionMessageRetryInterval", 1), ("MessageTimeout", 10)]
+KINDS = ("kill", "kill@frame", "flashcut", "csms", "cut", "halfopen")
+
+# firmware log lines
+RX_START = re.compile(r"station: connector (\d+): transaction started for (\S+) at (\d+) Wh")
+RX_STOP = re.compile(r"station: connector (\d+): transaction stopped \((\w+)\), (-?\d+) Wh delivered")
+RX_SAMPLE = re.compile(r"meter: connector (\d+): (-?\d+) Wh, -?\d+ W \(Sample\.Periodic\)")
+RX_CONTACTOR = re.compile(r"contactor: connector (\d+): contactor closed")
+RX_STATUS = re.compile(r"station: connector (\d+): \w+ -> ")
+RX_INTERRUPTED = re.compile(r"connector (\d+): the transaction of (\S+) was interrupted \((\w+)\), ending it at (-?\d+) Wh")
+RX_FRAME_OUT = re.compile(r"ocpp: >> (\[2,.*)$")
+RX_CUT = re.compile(r"flash: emulated power cut")
+RX_THINNED = re.compile(r"periodic meter value dropped")
+RX_DEAD_LINK = re.compile(r"connection is dead|connection to the CSMS lost")
+
+FRAME_TRIGGERS = {
+    # step -> [(description, regex)]
+    "card": [(">> StartTransaction", r'ocpp: >> \[2, "[^"]*", "StartTransaction"'),
+             ("<< StartTransaction answer", r'ocpp: << \[3,\s*"[^"]*",\s*\{"transactionId"')],
+    "charge": [(">> MeterValues", r'ocpp: >> \[2, "[^"]*", "MeterValues"')],
+    "stop": [(">> StopTransaction", r'ocpp: >> \[2, "[^"]*", "StopTransaction"'),
+             ("<< StopTransaction answer", r'ocpp: << \[3,\s*"[^"]*",\s*\{"idTagInfo"')],
+}
+
+
+class Died(Exception):
+    """The firmware process is gone (killed by a fault, or by itself)."""
+
+
+class Restarted(Exception):
+    """A fault restarted the firmware itself (flash cut run)."""
+
+
+class Life:
+    """One run of the firmware process: from start to kill or exit."""
+
+    def __init__(self, n, env, t0):
+        self.n = n
+        self.env = env
+        self.lines = []
+        self.t_start = time.time() - t0
+        self.cut_at = None  # index of the emulated power cut line
+        self.on_cut = None  # "kill" or seconds to run on after the cut
+        self.killed = None  # why the harness killed it
+        self.exit = None
+        self.registers = {}  # connector -> meter register (Wh, float) read after death
+        self.triggers = []  # [description, compiled regex, count left]
+        self.proc = None
+        self.done = threading.Event()
+
+    def live_end(self):
+        return self.cut_at if self.cut_at is not None else len(self.lines)
+
+    def tail(self, n=12, match=None):
+        lines = [ln for ln in self.lines if match is None or match(ln)]
+        return "\n".join("      | " + ln for ln in lines[-n:])
+
+
+class Station:
+    """The firmware across restarts, with kills that can fire from the log reader."""
+
+    def __init__(self, root, data, url, t0):
+        self.root = Path(root)
+        self.data = Path(data)
+        self.cmd = Firmware(data, url, CP).cmd
+        self.t0 = t0
+        self.lives = []
+        self.life = None
+        self._lock = threading.RLock()
+        self.seen = 0
+
+    # ---- process ----------------------------------------------------------------
+    def start(self, env=None):
+        self.data.mkdir(parents=True, exist_ok=True)
+        life = Life(len(self.lives) + 1, dict(env or {}), self.t0)
+        e = mp_env()
+        e.update(life.env)
+        life.proc = subprocess.Popen(self.cmd, cwd=self.root, env=e, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        with self._lock:
+            self.lives.append(life)
+            self.life = life
+            self.seen = 0
+        threading.Thread(target=self._pump, args=(life,), daemon=True).start()
+        return life
+
+    def _pump(self, life):
+        echo = os.environ.get("FW_ECHO")
+        for line in life.proc.stdout:
+            line = line.rstrip("\n")
+            if echo:
+                print("FW%d| %s" % (life.n, line), flush=True)
+            with self._lock:
+                life.lines.append(line)
+                if life.killed:
+                    continue
+                if life.cut_at is None and RX_CUT.search(line):
+                    life.cut_at = len(life.lines) - 1
+                    if life.on_cut == "kill":
+                        self._kill(life, "the emulated power cut")
+                    elif life.on_cut is not None:
+                        threading.Timer(life.on_cut, self.kill, args=(life, "%.1f s after the emulated power cut"
+                                                                      % life.on_cut)).start()
+                for t in list(life.triggers):
+                    if t[1].search(line):
+                        t[2] -= 1
+                        if t[2] <= 0:
+                            life.triggers.remove(t)
+                            self._kill(life, "on " + t[0])
+                            break
+        life.proc.wait()
+        with self._lock:
+            if life.exit is None:
+                life.exit = life.proc.returncode
+                if not life.registers:
+                    life.registers = self.registers()
+        life.done.set()
+
+    def _kill(self, life, why):
+        # SIGKILL: the power goes. Called with the lock held.
+        if life.killed or life.proc.poll() is not None:
+            return False
+        life.killed = why
+        life.proc.kill()
+        life.proc.wait(5)
+        life.exit = life.proc.returncode
+        life.registers = self.registers()
+        return True
+
+    def kill(self, life=None, why="harness"):
+        with self._lock:
+            return self._kill(life or self.life, why)
+
+    def registers(self):
+        regs = {}
+        for c in (1, 2):
+            p = self.data / ("meter%d.txt" % c)
+            try:
+                regs[c] = float(p.read_text())
+            except FileNotFoundError:
+                regs[c] = 0.0
+            except ValueError:
+                regs[c] = None  # torn: the sim meter writes its register in place
+        return regs
+
+    def alive(self):
+        return self.life is not None and self.life.proc.poll() is None and not self.life.killed
+
+    def arm(self, description, pattern, count=1):
+        with self._lock:
+            self.life.triggers.append([description, re.compile(pattern), count])
+
+    def disarm(self):
+        with self._lock:
+            for life in self.lives:
+                life.triggers = []
+
+    # ---- talking to it ------------------------------------------------------------------
+    def send(self, command):
+        if not self.alive():
+            raise Died()
+        try:
+            self.life.proc.stdin.write(command + "\n")
+            self.life.proc.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            raise Died()
+
+    def wait_line(self, pattern, timeout=20):
+        rx = re.compile(pattern)
+        life = self.life
+        end = time.time() + timeout
+        while True:
+            lines = life.lines
+            for i in range(self.seen, len(lines)):
+                if rx.search(lines[i]):
+                    self.seen = i + 1
+                    return lines[i]
+            self.seen = len(lines)
+            if not self.alive():
+                raise Died()
+            if time.time() > end:
+                raise AssertionError("firmware (life %d) never logged %r; last lines:\n%s"
+                                     % (life.n, pattern, life.tail(30)))
+            time.sleep(0.02)
+
+    def sleep(self, seconds):
+        end = time.time() + seconds
+        while time.time() < end:
+            if not self.alive():
+                raise Died()
+            time.sleep(min(0.05, max(0, end - time.time())))
+
+
+class Harness:
+    def __init__(self, seed, sessions, workdir, root=ROOT):
+        self.seed = seed
+        self.sessions = sessions
+        self.rng = random.Random(seed)
+        self.t0 = time.time()
+        self.csms = DevCSMS(heartbeat_interval=300)
+        self.csms.start_in_thread()
+        self.csms_up = True
+        self.proxy = NetProxy("127.0.0.1", self.csms.port).start()
+        self.fw = Station(root, Path(workdir) / CP, "ws://127.0.0.1:%d" % self.proxy.port, self.t0)
+        self.faults = Counter()
+        self.fault_log = []  # (time, session, text)
+        self.findings = []  # problems seen while running (not from the final record)
+        self.plugged = {1: False, 2: False}
+        self.amps = {1: 0, 2: 0}
+        self.tag_n = 0
+        self.deck = []
+        self.threads = []
+        self.timers = []
+        self.half_open_waits = []
+        self._csms_lock = threading.Lock()
+
+    def now(self):
+        return time.time() - self.t0
+
+    def note(self, session, text):
+        self.fault_log.append((self.now(), session, text))
+        if os.environ.get("FAULT_VERBOSE") or os.environ.get("FW_ECHO"):
+            print("[%6.1f s] session %s: %s" % (self.now(), session, text), flush=True)
+
+    # ---- setup ------------------------------------------------------------------------
+    def boot(self):
+        fw = self.fw
+        fw.start()
+        fw.wait_line(r"accepted this charge point", 30)
+        for key, value in SETTINGS:
+            fw.send("set %s %s" % (key, value))
+            fw.wait_line(r"set %s: Accepted" % key)
+
+    def restart(self, env=None, session=None):
+        # After a kill: the same DATA dir, the same simulated cars.
+        fw = self.fw
+        if fw.alive():
+            fw.kill(why="restart")
+        life = fw.start(env)
+        if env:
+            self.note(session, "life %d starts with %s" % (life.n, " ".join("%s=%s" % kv for kv in env.items())))
+        fw.wait_line(r"boot: charge point", 15)
+        for c in (1, 2):
+            if self.plugged[c]:
+                fw.send("load %d %s" % (c, self.amps[c]))
+                fw.send("plug %d" % c)
+        return life
+
+    # ---- faults -------------------------------------------------------------------------
+    def pick_faults(self):
+        # Every kind comes up in turn (a shuffled deck), so a short run covers them all.
+        n = 1 + (self.rng.random() < 0.4)
+        if self.rng.random() < 0.1:
+            n = 0
+        out = []
+        steps = ["plug", "card", "charge", "stop", "unplug"]
+        for _ in range(n):
+            if not self.deck:
+                self.deck = list(KINDS)
+                self.rng.shuffle(self.deck)
+            kind = self.deck.pop()
+            if kind == "kill@frame":
+                step = self.rng.choice(sorted(FRAME_TRIGGERS))
+            elif kind in ("kill", "flashcut"):
+                step = self.rng.choice(["card", "charge", "charge", "stop"])
+            else:
+                step = self.rng.choice(steps[1:])
+            if any(f["step"] == step for f in out):
+                continue
+            out.append({"kind": kind, "step": step})
+        return out
+
+    def inject(self, f, k, dur):
+        # Called as step f["step"] begins.
+        rng, fw = self.rng, self.fw
+        kind = f["kind"]
+        self.faults[kind] += 1
+        step = f["step"]
+        window = {"card": 0.6, "charge": dur, "stop": 0.5, "plug": 0.3, "unplug": 0.3}[step]
+        if kind == "kill":
+            delay = rng.uniform(0, window)
+            life = fw.life
+            self.note(k, "kill in %.2f s during %s (life %d)" % (delay, step, life.n))
+            self._timer(delay, fw.kill, life, "timed kill during " + step)
+        elif kind == "kill@frame":
+            desc, pattern = rng.choice(FRAME_TRIGGERS[step])
+            count = rng.randint(1, 3) if "MeterValues" in desc else 1
+            self.note(k, "kill on %s #%d (life %d)" % (desc, count, fw.life.n))
+            fw.arm(desc, pattern, count)
+        elif kind == "flashcut":
+            n = rng.randint(0, 40)
+            mode = "kill" if rng.random() < 0.5 else round(rng.uniform(0.5, 3.0), 1)
+            self.note(k, "kill, then flash cut after %d block writes (%s)" % (
+                n, "power gone at the cut" if mode == "kill" else "runs on %.1f s on dead flash" % mode))
+            fw.kill(why="before a flash cut run")
+            life = self.restart({"FLASH_CUT_AFTER_WRITES": str(n)}, k)
+            with fw._lock:
+                life.on_cut = mode
+                if life.cut_at is not None and mode == "kill":
+                    fw._kill(life, "the emulated power cut")
+            # The power goes anyway a little later if the cut never came.
+            threading.Timer(rng.uniform(4, 9), fw.kill, args=(life, "flash cut run over")).start()
+            raise Restarted()
+        elif kind == "csms":
+            delay = rng.uniform(0, window)
+            down = rng.uniform(0.5, 4)
+            abrupt = rng.random() < 0.5
+            self.note(k, "CSMS %s in %.2f s, down %.1f s" % ("crash" if abrupt else "shutdown", delay, down))
+            self._spawn(self._csms_restart, delay, down, abrupt)
+        elif kind == "cut":
+            delay = rng.uniform(0, window)
+            self.note(k, "link cut (RST) in %.2f s" % delay)
+            self._spawn(lambda d: (time.sleep(d), self.proxy.cut()), delay)
+        elif kind == "halfopen":
+            delay = rng.uniform(0, window)
+            refuse = rng.random() < 0.7
+            deliver = rng.random() < 0.3
+            self.note(k, "link half-open in %.2f s (new connections %s, heal %s)" % (
+                delay, "refused" if refuse else "black-holed", "delivering held data" if deliver else "with reset"))
+            self._spawn(self._half_open, k, delay, refuse, deliver)
+
+    def _timer(self, delay, fn, *args):
+        t = threading.Timer(delay, fn, args=args)
+        t.daemon = True
+        t.start()
+        self.timers.append(t)
+
+    def _spawn(self, fn, *args):
+        t = threading.Thread(target=fn, args=args, daemon=True)
+        t.start()
+        self.threads.append(t)
+
+    def _csms_restart(self, delay, down, abrupt):
+        time.sleep(delay)
+        with self._csms_lock:
+            self.csms_up = False
+            self.csms.stop_thread(abrupt)
+            time.sleep(down)
+            self.csms.restarts += 1
+            self.csms.start_in_thread(port=self.csms.port)
+            self.csms_up = True
+
+    def _half_open(self, k, delay, refuse, deliver):
+        time.sleep(delay)
+        fw = self.fw
+        life = fw.life
+        mark = len(life.lines)
+        t = time.time()
+        self.proxy.half_open(refuse)
+        limit = 3 * PING + 12
+        detected = None
+        while time.time() - t < limit:
+            if fw.life is not life:  # the firmware was restarted meanwhile: its new link is not half-open
+                detected = "restarted"
+                break
+            if any(RX_DEAD_LINK.search(ln) for ln in life.lines[mark:]):
+                detected = time.time() - t
+                break
+            time.sleep(0.1)
+        self.proxy.heal(deliver)
+        if detected is None:
+            self.findings.append("half-open link (session %s, life %d) not detected by the firmware within %d s"
+                                 % (k, life.n, limit))
+            self.note(k, "half-open NOT detected within %d s" % limit)
+        elif detected != "restarted":
+            self.half_open_waits.append(detected)
+            self.note(k, "half-open detected after %.1f s" % detected)
+
+    def join_faults(self):
+        for t in self.threads:
+            t.join(30)
+        self.threads = []
+
+    # ---- one charging session ---------------------------------------------------------
+    def new_tag(self, k):
+        self.tag_n += 1
+        return "F%04d-%d-%d" % (self.seed % 10000, k, self.tag_n)
+
+    def session(self, k):
+        rng, fw = self.rng, self.fw
+        c = rng.choice((1, 2))
+        amps = rng.choice((10, 16, 24, 32))
+        dur = rng.uniform(2, 5)
+        stop_by = rng.choice(("card", "unplug"))
+        faults = self.pick_faults()
+        self.note(k, "connector %d, %d A, %.1f s, stop by %s; faults: %s" % (
+            c, amps, dur, stop_by, ", ".join("%s@%s" % (f["kind"], f["step"]) for f in faults) or "none"))
+        st = {"tag": None, "left": dur}
+        steps = ["plug", "card", "charge", "stop", "unplug"]
+        i = 0
+        restarts = 0
+        while i < len(steps):
+            step = steps[i]
+            try:
+                for f in faults:
+                    if f["step"] == step and not f.get("done"):
+                        f["done"] = True
+                        self.inject(f, k, dur)
+                self.step(step, c, amps, stop_by, st, k)
+                i += 1
+            except (Died, Restarted) as e:
+                restarts += 1
+                if restarts > 6:
+                    raise AssertionError("session %d: the firmware keeps dying; last lines:\n%s"
+                                         % (k, fw.life.tail(30)))
+                if isinstance(e, Died):
+                    life = fw.life
+                    life.done.wait(5)
+                    if not life.killed:
+                        self.findings.append("firmware life %d exited by itself (code %s) during %s of session %d:"
+                                             "\n%s" % (life.n, life.exit, step, k, life.tail(20)))
+                    self.note(k, "firmware died during %s (%s); restarting" % (step, life.killed or "by itself"))
+                    self.restart(session=k)
+                # Charging was interrupted: the driver presents a new card for the rest.
+                if step in ("card", "charge"):
+                    i = steps.index("card")
+                elif step == "stop":
+                    i = steps.index("unplug")
+        fw.disarm()
+        for t in self.timers:
+            t.cancel()
+        self.timers = []
+        self.join_faults()
+        if fw.life.env and fw.alive():  # a flash cut run still going: the power goes now
+            fw.kill(why="flash cut run over")
+            self.note(k, "flash cut run ended at the end of the session")
+            self.restart(session=k)
+
+    def step(self, step, c, amps, stop_by, st, k):
+        fw = self.fw
+        if step == "plug":
+            self.amps[c] = amps
+            self.plugged[c] = True
+            fw.send("load %d %d" % (c, amps))
+            fw.send("plug %d" % c)
+            fw.wait_line(r"connector %d: vehicle plugged in" % c)
+        elif step == "card":
+            for attempt in range(3):
+                st["tag"] = tag = self.new_tag(k)
+                fw.send("card %d %s" % (c, tag))
+                line = fw.wait_line(r"transaction started for %s |card %s refused|%s ignored" % (tag, tag, tag), 30)
+                if "transaction started" in line:
+                    return
+                self.findings.append("session %d: card %s not accepted: %s" % (k, tag, line))
+                fw.sleep(1)
+            raise AssertionError("session %d: no transaction could be started" % k)
+        elif step == "charge":
+            t = time.time()
+            try:
+                fw.sleep(st["left"])
+            finally:
+                st["left"] = max(0.5, st["left"] - (time.time() - t))
+        elif step == "stop":
+            if stop_by == "card":
+                fw.send("card %d %s" % (c, st["tag"]))
+            else:
+                self.plugged[c] = False
+                fw.send("unplug %d" % c)
+            fw.wait_line(r"connector %d: transaction stopped" % c)
+            fw.sleep(self.rng.uniform(0, 0.5))
+        elif step == "unplug":
+            if self.plugged[c]:
+                self.plugged[c] = False
+                fw.send("unplug %d" % c)
+                fw.wait_line(r"connector %d: vehicle unplugged" % c)
+            fw.sleep(self.rng.uniform(0.3, 1.2))  # distinct start timestamps for the next session
+
+    # ---- the end ---------------------------------------------------------------------------
+    def settle(self, timeout):
+        # Everything healed; wait until the CSMS has all it should have, or
+        # nothing moves any more on a connected link.
+        fw = self.fw
+        self.join_faults()
+        self.proxy.heal()
+        with self._csms_lock:
+            if not self.csms_up:
+                self.csms.start_in_thread(port=self.csms.port)
+                self.csms_up = True
+        if not fw.alive():
+            self.restart(session="end")
+        for c in (1, 2):
+            if self.plugged[c]:
+                self.plugged[c] = False
+                fw.send("unplug %d" % c)
+        end = time.time() + timeout
+        while time.time() < end:
+            if not fw.alive():
+                self.findings.append("firmware life %d died while the queue drained (code %s):\n%s"
+                                     % (fw.life.n, fw.life.exit, fw.life.tail(20)))
+                self.restart(session="end")
+            report = analyze(self, final=False)
+            if not report["missing"]:
+                return time.time()
+            lines = fw.life.lines
+            connected = [i for i, ln in enumerate(lines) if "link: connected" in ln]
+            lost = [i for i, ln in enumerate(lines) if "connection to the CSMS lost" in ln or "cannot connect" in ln]
+            quiet = time.time() - max([t for t, d, _, _ in self.csms.frames if d == "<<"] or [0])
+            if connected and (not lost or connected[-1] > lost[-1]) and quiet > 12:
+                return time.time()  # connected, and nothing more comes: what is missing is lost
+            time.sleep(0.5)
+        return time.time()
+
+    def finish(self):
+        fw = self.fw
+        if fw.alive():
+            try:
+                fw.send("quit")
+            except Died:
+                pass
+            if not fw.life.done.wait(10):
+                fw.kill(why="did not quit")
+                self.findings.append("firmware life %d did not quit within 10 s" % fw.life.n)
+            else:
+                fw.life.killed = "quit"
+        self.proxy.stop()
+        with self._csms_lock:
+            if self.csms_up:
+                self.csms.stop_thread()
+                self.csms_up = False
+
+
+# ---- the verdict ---------------------------------------------------------------------------------
+
+class Tx:
+    def __init__(self, tag, c, life, idx, meter_start, ghost):
+        self.tag = tag
+        self.c = c
+        self.life = life
+        self.idx = idx
+        self.meter_start = meter_start
+        self.ghost = ghost  # started after an emulated power cut: not required
+        self.committed = False
+        self.samples = []
+        self.stop = None  # {"reason", "meterStop", "life", "committed", "ghost"}
+        self.ghost_activity = ghost  # something happened to it after an emulated power cut
+        self.interrupted = None  # {"reason", "meterStop", "life"}
+        self.open_at_death = None  # the Life it was running in when the power went
+        self.lives = {life.n}
+
+
+def parse(lives):
+    txs = {}
+    order = []
+    thinned = 0
+    for life in lives:
+        open_ = {}
+        end = life.live_end()
+        lines = life.lines
+        for i, ln in enumerate(lines):
+            ghost = i >= end
+            m = RX_START.search(ln)
+            if m:
+                c, tag, e = int(m.group(1)), m.group(2), int(m.group(3))
+                tx = txs.get(tag)
+                if tx is None:
+                    tx = txs[tag] = Tx(tag, c, life, i, e, ghost)
+                    order.append(tx)
+                open_[c] = tx
+                continue
+            m = RX_CONTACTOR.search(ln)
+            if m:
+                tx = open_.get(int(m.group(1)))
+                if tx is not None and not ghost:
+                    tx.committed = True
+                continue
+            m = RX_FRAME_OUT.search(ln)
+            if m:
+                try:
+                    msg = json.loads(m.group(1))
+                except ValueError:
+                    continue
+                if msg[2] == "StartTransaction" and not ghost and msg[3].get("idTag") in txs:
+                    txs[msg[3]["idTag"]].committed = True
+                continue
+            m = RX_SAMPLE.search(ln)
+            if m:
+                tx = open_.get(int(m.group(1)))
+                if tx is not None and not ghost:
+                    tx.samples.append(int(m.group(2)))
+                continue
+            m = RX_STOP.search(ln)
+            if m:
+                c = int(m.group(1))
+                tx = open_.pop(c, None)
+                if tx is None:
+                    continue
+                tx.lives.add(life.n)
+                committed = False
+                for later in lines[i + 1:end]:
+                    s = RX_STATUS.search(later)
+                    if s and int(s.group(1)) == c or '"StopTransaction"' in later and ">> [2" in later:
+                        committed = True
+                        break
+                stop = {"reason": m.group(2), "meterStop": tx.meter_start + int(m.group(3)), "life": life.n,
+                        "committed": committed and not ghost, "ghost": ghost}
+                tx.ghost_activity |= ghost
+                if tx.stop is None or tx.stop["ghost"]:
+                    tx.stop = stop
+                continue
+            m = RX_INTERRUPTED.search(ln)
+            if m:
+                tx = txs.get(m.group(2))
+                if tx is not None:
+                    tx.interrupted = {"reason": m.group(3), "meterStop": int(m.group(4)), "life": life.n,
+                                      "ghost": ghost}
+                    tx.ghost_activity |= ghost
+                    tx.lives.add(life.n)
+                continue
+            if RX_THINNED.search(ln) and not ghost:
+                thinned += 1
+        for tx in open_.values():
+            tx.open_at_death = life
+            tx.lives.add(life.n)
+    return order, thinned
+
+
+def energies(mv_list):
+    out = []
+    for mv in mv_list:
+        for s in mv.get("sampled_value", mv.get("sampledValue", [])):
+            if s.get("measurand", "Energy.Active.Import.Register") == "Energy.Active.Import.Register" and \
+                    s.get("context", "Sample.Periodic") == "Sample.Periodic":
+                try:
+                    out.append(int(float(s["value"])))
+                except (KeyError, ValueError):
+                    pass
+    return out
+
+
+def analyze(h, final=True):
+    lives = h.fw.lives
+    with h.fw._lock:
+        order, thinned = parse(lives)
+    csms = h.csms
+    by_tag = defaultdict(list)
+    for tx_id, t in sorted(csms.transactions.items()):
+        if t["cp"] == CP:
+            by_tag[t["idTag"]].append(tx_id)
+    problems = []  # firmware failures (lost, duplicated, wrong)
+    missing = []  # what may still come
+    uncertain = []
+    ghosts = []
+    checked = Counter()
+    lost = Counter()
+    dup_tx = 0
+    ghost_tags = set()
+    by_life = {life.n: life for life in lives}
+
+    def context(tx, what):
+        life = by_life[max(tx.lives)]
+        rel = [ln for ln in life.lines if tx.tag in ln or ("connector %d" % tx.c) in ln]
+        return ("transaction %s (connector %d, started in life %d, last seen in life %d): %s\n"
+                "    last firmware log lines about it (life %d%s):\n%s" % (
+                    tx.tag, tx.c, tx.life.n, life.n, what, life.n,
+                    ", killed: " + life.killed if life.killed else "",
+                    "\n".join("      | " + ln for ln in rel[-8:])))
+
+    for tx in order:
+        ids = by_tag.get(tx.tag, [])
+        if tx.ghost:
+            ghosts.append(tx.tag)
+            ghost_tags.add(tx.tag)
+            continue
+        if tx.ghost_activity:
+            ghost_tags.add(tx.tag)
+        checked["StartTransaction"] += 1
+        if not ids:
+            if not tx.committed and not tx.interrupted and not tx.stop:
+                uncertain.append(tx.tag)
+                checked["StartTransaction"] -= 1
+                continue
+            lost["StartTransaction"] += 1
+            missing.append(tx.tag)
+            problems.append(context(tx, "StartTransaction never reached the CSMS"))
+            continue
+        if len(ids) > 1:
+            dup_tx += 1
+            problems.append(context(tx, "recorded %d times by the CSMS (transactionIds %s)" % (len(ids), ids)))
+        rec = csms.transactions[ids[0]]
+        if rec["meterStart"] != tx.meter_start:
+            problems.append(context(tx, "meterStart %s at the CSMS, the firmware started at %d Wh"
+                                    % (rec["meterStart"], tx.meter_start)))
+        # The stop
+        options = []
+        if tx.stop and not tx.stop["ghost"]:
+            options.append((tx.stop["reason"], tx.stop["meterStop"]))
+        if tx.interrupted:
+            options.append((tx.interrupted["reason"], tx.interrupted["meterStop"]))
+        if tx.stop and tx.stop["ghost"]:
+            options.append((tx.stop["reason"], tx.stop["meterStop"]))
+        if tx.stop and tx.stop["committed"] and tx.interrupted:
+            problems.append(context(tx, "ended twice: stopped (%s) and, after a restart, again (%s)" % (
+                tx.stop["reason"], tx.interrupted["reason"])))
+        checked["StopTransaction"] += 1
+        if not options:
+            if final:
+                lost["StopTransaction"] += 1
+                problems.append(context(tx, "never ended by the firmware (no stop, no PowerLoss after restart)"))
+            missing.append(tx.tag)
+        elif "meterStop" not in rec:
+            lost["StopTransaction"] += 1
+            missing.append(tx.tag)
+            problems.append(context(tx, "StopTransaction never reached the CSMS (expected %s)" % " or ".join(
+                "%s at %d Wh" % o for o in options)))
+        else:
+            got = (rec["reason"] or "Local", rec["meterStop"])
+            if got not in options:
+                problems.append(context(tx, "the CSMS recorded the stop as %s at %d Wh, expected %s" % (
+                    got[0], got[1], " or ".join("%s at %d Wh" % o for o in options))))
+            if rec["meterStop"] < rec["meterStart"]:
+                problems.append(context(tx, "meterStop %d below meterStart %d" % (rec["meterStop"], rec["meterStart"])))
+        if tx.interrupted and tx.open_at_death is not None and tx.tag not in ghost_tags:
+            reg = tx.open_at_death.registers.get(tx.c)
+            if reg is None:
+                problems.append(context(tx, "the meter register file was torn by the kill of life %d"
+                                        % tx.open_at_death.n))
+            elif tx.interrupted["meterStop"] != int(reg):
+                problems.append(context(tx, "ended (%s) at %d Wh, but the meter register at the power loss "
+                                        "(life %d) was %d Wh" % (tx.interrupted["reason"], tx.interrupted["meterStop"],
+                                                                 tx.open_at_death.n, int(reg))))
+        # The samples
+        got = set()
+        for i in ids:
+            got.update(energies(csms.transactions[i]["meterValues"]))
+        want = sorted(set(tx.samples))
+        checked["MeterValues"] += len(tx.samples)
+        gone = [e for e in want if e not in got]
+        if gone:
+            n = sum(1 for e in tx.samples if e in gone)
+            lost["MeterValues"] += n
+            missing.append(tx.tag)
+            problems.append(context(tx, "%d of %d sampled meter values never reached the CSMS: %s Wh" % (
+                n, len(tx.samples), gone)))
+
+    known = {tx.tag for tx in order}
+    for tag, ids in by_tag.items():
+        if tag not in known:
+            problems.append("the CSMS has transaction(s) %s for %s, which the firmware never logged as started"
+                            % (ids, tag))
+    # The meter registers: never backwards (per connector, CSMS view and the files).
+    for c in (1, 2):
+        last = None
+        for tx_id, t in sorted(csms.transactions.items()):
+            if t["connector"] != c or t["cp"] != CP:
+                continue
+            if last is not None and t["meterStart"] < last[1]:
+                problems.append("connector %d: transaction %d starts at %d Wh, below the %d Wh where transaction "
+                                "%d stopped" % (c, tx_id, t["meterStart"], last[1], last[0]))
+            if "meterStop" in t:
+                last = (tx_id, t["meterStop"])
+        prev = 0.0
+        for life in lives:
+            reg = life.registers.get(c)
+            if reg is None and life.exit is not None:
+                problems.append("connector %d: the meter register file was torn when life %d ended" % (c, life.n))
+            elif reg is not None:
+                if reg + 1e-6 < prev:
+                    problems.append("connector %d: meter register went back from %.3f to %.3f Wh (life %d)"
+                                    % (c, prev, reg, life.n))
+                prev = reg
+    tags_of = {i: t["idTag"] for i, t in csms.transactions.items()}
+    for _, cp, action, tx_id in csms.orphans:
+        problems.append("%s for unknown transactionId %s reached the CSMS" % (action, tx_id))
+    for tx_id, second in csms.conflicts:
+        if tags_of.get(tx_id) not in ghost_tags:
+            problems.append("transaction %s (%s) stopped twice with different data: %s" % (
+                tx_id, tags_of.get(tx_id), second))
+    for msg, errs in csms.violations:
+        problems.append("schema violation in %s: %s" % (json.dumps(msg)[:200], errs))
+    for life in lives:
+        tb = [i for i, ln in enumerate(life.lines) if "Traceback" in ln]
+        if tb:
+            problems.append("firmware life %d printed a traceback:\n%s" % (
+                life.n, "\n".join("      | " + ln for ln in life.lines[max(0, tb[0] - 5):tb[0] + 25])))
+    if final:
+        problems.extend(h.findings)
+    return {"problems": problems, "missing": missing, "uncertain": uncertain, "ghosts": ghosts,
+            "checked": checked, "lost": lost, "dup_tx": dup_tx, "thinned": thinned, "transactions": order}
+
+
+def run(seed, sessions, workdir, settle_timeout=150):
+    root = Path(os.environ.get("FAULT_FW_TREE") or ROOT)
+    h = Harness(seed, sessions, workdir, root)
+    t0 = time.time()
+    print("\nfault injection: seed %d, %d sessions (rerun with FAULT_SEED=%d FAULT_SESSIONS=%d)"
+          % (seed, sessions, seed, sessions), flush=True)
+    try:
+        h.boot()
+        for k in range(1, sessions + 1):
+            h.session(k)
+        t_sessions = time.time()
+        h.settle(settle_timeout)
+        t_settled = time.time()
+    finally:
+        h.finish()
+    r = analyze(h)
+    fw_lives = h.fw.lives
+    tx_ids = [i for i, t in h.csms.transactions.items() if t["cp"] == CP]
+    lines = [
+        "fault injection report",
+        "  seed %d, sessions %d, firmware lives %d, transactions started %d (at the CSMS: %d)" % (
+            seed, sessions, len(fw_lives), len(r["transactions"]), len(tx_ids)),
+        "  faults injected: %s" % (", ".join("%s %d" % (k, h.faults[k]) for k in KINDS) or "none"),
+        "  process ends: %s" % ", ".join("%s x%d" % kv for kv in sorted(Counter(
+            (life.killed or "exit %s" % life.exit) for life in fw_lives).items())),
+        "  flash cuts that happened: %d; half-open detected after %s s" % (
+            sum(1 for life in fw_lives if life.cut_at is not None),
+            ", ".join("%.1f" % w for w in h.half_open_waits) or "-"),
+        "  CSMS: restarts %d, connections %d, retransmissions absorbed %s; proxy: %d connections, %d cuts, "
+        "%d half-open" % (h.csms.restarts, h.csms.connections, dict(h.csms.duplicates) or "none",
+                          h.proxy.connections, h.proxy.cuts, h.proxy.half_opens),
+        "  messages checked: %d (%s)" % (sum(r["checked"].values()),
+                                         ", ".join("%s %d" % kv for kv in sorted(r["checked"].items()))),
+        "  uncertain starts (killed before the start was stored, not at the CSMS): %d; after a flash cut: %d; "
+        "thinned by design: %d" % (len(r["uncertain"]), len(r["ghosts"]), r["thinned"]),
+        "  lost = %d (%s), duplicated transactions = %d" % (
+            sum(r["lost"].values()), ", ".join("%s %d" % kv for kv in sorted(r["lost"].items())) or "none",
+            r["dup_tx"]),
+        "  time: sessions %.0f s, settling %.0f s, total %.0f s" % (
+            t_sessions - t0, t_settled - t_sessions, time.time() - t0),
+    ]
+    if os.environ.get("FAULT_VERBOSE") or r["problems"]:
+        lines.append("  fault log:")
+        lines += ["    [%6.1f s] session %s: %s" % e for e in h.fault_log]
+    if r["problems"]:
+        lines.append("  PROBLEMS (%d):" % len(r["problems"]))
+        lines += ["  - " + p for p in r["problems"]]
+    text = "\n".join(lines)
+    print(text, flush=True)
+    return r, text
+
+
+def _seed():
+    s = os.environ.get("FAULT_SEED")
+    return int(s) if s else random.SystemRandom().randrange(1, 1 << 31)
+
+
+def test_fault_injection(tmp_path):
+    """A short run: a handful of sessions, every kind of fault at least once (about 60-90 s)."""
+    if os.environ.get("FAULT_SOAK"):
+        pytest.skip("FAULT_SOAK set: the long run is test_fault_injection_soak")
+    r, text = run(_seed(), int(os.environ.get("FAULT_SESSIONS", 5)), tmp_path)
+    assert not r["problems"], text
+
+
+@pytest.mark.skipif(not os.environ.get("FAULT_SOAK"), reason="long run: set FAULT_SOAK=1 (make soak)")
+def test_fault_injection_soak(tmp_path):
+    r, text = run(_seed(), int(os.environ.get("FAULT_SESSIONS", 40)), tmp_path, settle_timeout=330)
+    assert not r["problems"], text

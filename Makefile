@@ -68,3 +68,11 @@ deploy: $(BIN)/.installed
 # Without KEY: print every key and value (secrets hidden).
 configure: $(BIN)/.installed
 	$(BIN)/python tools/deploy.py $(if $(PORT),--port $(call shq,$(PORT))) $(if $(KEY),--set $(call shq,$(KEY)) $(call shq,$(VALUE)),--show) $(if $(DRY_RUN),--dry-run) $(if $(NO_RESET),--no-reset)
+
+# Fault injection soak: many charging sessions under kills, flash power cuts,
+# CSMS restarts and broken links (host_tests/test_fault_injection.py).
+# FAULT_SESSIONS=N sets the number of sessions, FAULT_SEED=S replays a run.
+.PHONY: soak
+FAULT_SESSIONS ?= 40
+soak: $(BIN)/.installed
+	FAULT_SOAK=1 FAULT_SESSIONS=$(FAULT_SESSIONS) $(BIN)/python -m pytest -q -s host_tests/test_fault_injection.py -k soak

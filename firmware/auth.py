@@ -48,15 +48,26 @@ def _lapsed(e):
     return e[1] and e[1] <= clock.now()
 
 
+def _sound(d, n):
+    # Stored entries as written by this module: a dict of lists of n items
+    # (anything else, e.g. from another firmware version, is left out).
+    if not isinstance(d, dict):
+        return {}
+    for k in [k for k, e in d.items() if not (isinstance(e, list) and len(e) == n and isinstance(e[1], int))]:
+        log.warn(_TAG, "stored entry for %s ignored" % k)
+        del d[k]
+    return d
+
+
 class LocalAuthList:
     # The list and its version; only SendLocalList changes it (§3.5.2).
     def __init__(self, store):
         self._store = store
         d = store.load("authlist", None)
-        if not isinstance(d, dict) or not isinstance(d.get("e"), dict):
-            d = {"v": 0, "e": {}}
-        self._v = d.get("v", 0)
-        self._e = d["e"]
+        if not isinstance(d, dict) or not isinstance(d.get("v"), int):
+            d = {"v": 0}
+        self._v = d["v"]
+        self._e = _sound(d.get("e"), 3)
 
     def __len__(self):
         return len(self._e)
@@ -118,8 +129,7 @@ class AuthCache:
     # Every idTag the CSMS told us about (§3.5.1): [status, expiry, parent, age].
     def __init__(self, store):
         self._store = store
-        d = store.load("authcache", {})
-        self._e = d if isinstance(d, dict) else {}
+        self._e = _sound(store.load("authcache", {}), 4)
         self._n = 0  # age counter: the highest stored age
         for e in self._e.values():
             self._n = max(self._n, e[3])

@@ -101,6 +101,9 @@ async def run(opts):
     station = Station(config, connectors, store)
     reader = None if "reader" in safe else build.reader(board.get("reader"), ctx)
     watchdog = build.watchdog(board.get("watchdog"), ctx)
+    if watchdog:  # fed from now on: identification and Wi-Fi can take a while
+        from hw.watchdog import feeder
+        guard("watchdog", lambda: feeder(watchdog, 1000))
     boot_fields = await identify(board, ctx, connectors, "modem" not in safe)
     if safe:  # reported to the CSMS as a warning on connector 0
         connectors[0].warning = "InternalError"
@@ -122,13 +125,12 @@ async def run(opts):
     guard("link", lambda: link.supervise(cp, config, tls_loader(opts.get("ca"))))
     if reader:
         guard("reader", lambda: read_cards(station, reader, board["reader"].get("connector", 1)))
-    if watchdog:
-        from hw.watchdog import feeder
-        guard("watchdog", lambda: feeder(watchdog, 1000))
     if board.get("console"):
         from hw import console
         await console.run(station, config, cp, meters)
         tasks.clean_stop()
+        if watchdog:
+            watchdog.stop()  # a deliberate stop: do not let the watchdog reset us
         return 0
     while True:
         await asyncio.sleep(3600)

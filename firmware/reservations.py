@@ -41,10 +41,10 @@ class Reservations:
         self._store = store
         self._r = []
         self._wake = asyncio.Event()
-        for x in store.load("reservations", []) or []:
-            try:
+        for x in store.load("reservations", []) or ():
+            if isinstance(x, list) and len(x) == 5 and isinstance(x[1], int) and isinstance(x[2], int):
                 self._r.append(Reservation(*x))
-            except TypeError:
+            else:
                 log.warn(_TAG, "ignored a damaged stored reservation")
 
     def __iter__(self):
@@ -81,9 +81,12 @@ class Reservations:
             log.info(_TAG, "reservation %d ended: %s" % (r.id, why))
 
     def _changed(self):
-        self._store.save("reservations", [[r.id, r.connector_id, r.expiry, r.id_tag, r.parent_id_tag]
-                                          for r in self._r])
         self._wake.set()
+        try:
+            self._store.save("reservations", [[r.id, r.connector_id, r.expiry, r.id_tag, r.parent_id_tag]
+                                              for r in self._r])
+        except OSError:
+            pass  # logged by the store; the reservation holds until a reboot
 
     def _ms_until(self, t):
         # Milliseconds from now to Unix second t; sub-second where the port can

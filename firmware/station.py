@@ -68,9 +68,7 @@ class Connector:
         self.reading = None  # last good meter reading {measurand: value}
         self.reading_time = 0  # Unix time of that reading
         self.reservation = None  # reservations.Reservation holding this connector
-        self.claim = None  # the reservation the authorized idTag will use up
-        self.auth_parent = None  # parentIdTag of the authorized idTag
-        self.tx_profile = None  # charging profile for the transaction about to start
+        self.intent = None  # (idTag, parentIdTag, reservation it uses up, charging profile) of the start under way
         self.scheduled = None  # availability to take when the transaction ends (True: operative)
         self.lock = None  # cable lock port, None when there is none
         self.plug_input = None  # plug detection pin; None: console (simulator) or current
@@ -138,7 +136,7 @@ class Station:
             if c:
                 c.reservation = r
         for cid in store.load("availability", []) or ():
-            if 0 <= cid < len(connectors):
+            if isinstance(cid, int) and 0 <= cid < len(connectors):
                 connectors[cid].operative = False
         self.refresh_all()
 
@@ -264,9 +262,7 @@ class Station:
         # wait ConnectionTimeOut seconds for one.
         if c.transaction or not c.operative or c.fault:
             return
-        c.auth_parent = parent
-        c.claim = claim
-        c.tx_profile = profile
+        c.intent = (id_tag, parent, claim, profile)
         if c.plugged or c.detect_by_current:
             self.start_transaction(c, id_tag)
         else:
@@ -322,13 +318,15 @@ class Station:
         c.transaction = tx
         c.authorized = None
         c.finishing = False
-        r = c.claim  # the reservation this transaction uses up (§5.13)
-        if r is not None and self.reservations.get(r.id) is r:
-            tx.reservation_id = r.id
-            self._end_reservation(r, "its transaction started", c)
-        tx.parent_id_tag = c.auth_parent
-        tx.charging_profile = c.tx_profile
-        c.claim = c.auth_parent = c.tx_profile = None
+        it = c.intent  # what the authorization of this idTag brought along
+        c.intent = None
+        if it and auth.same(it[0], id_tag):
+            tx.parent_id_tag = it[1]
+            tx.charging_profile = it[3]
+            r = it[2]  # the reservation this transaction uses up (§5.13)
+            if r is not None and self.reservations.get(r.id) is r:
+                tx.reservation_id = r.id
+                self._end_reservation(r, "its transaction started", c)
         if tx.charging_profile:
             log.info("station", "connector %d: the transaction follows charging profile %d" % (
                 c.id, tx.charging_profile["chargingProfileId"]))

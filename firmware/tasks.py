@@ -56,7 +56,10 @@ def boot_check(st):
     state = st.load("boots", {})
     count = state.get("count", 0) + 1
     crashed = state.get("crashed", [])
-    st.save("boots", {"count": count, "crashed": crashed})
+    try:
+        st.save("boots", {"count": count, "crashed": crashed})
+    except OSError as e:  # a flash that cannot take writes must not stop the boot
+        log.exc("tasks", "cannot count this boot", e)
     if count <= BOOT_LOOP_LIMIT:
         return []
     disabled = tuple(crashed) or ("reader", "modem")

@@ -59,7 +59,10 @@ def call_indexes(csms, action):
             if d == "<<" and isinstance(m, list) and m[0] == 2 and m[2] == action]
 
 
-class InfoHandler(dev_csms.ChargePointHandler):
+_Handler = dev_csms.ChargePointHandler
+
+
+class InfoHandler(_Handler):
     """Authorize and StartTransaction answers carry csms.infos[idTag] too."""
 
     @on("Authorize")
@@ -68,7 +71,7 @@ class InfoHandler(dev_csms.ChargePointHandler):
 
     @on("StartTransaction")
     def on_start(self, **kw):
-        answer = dev_csms.ChargePointHandler.on_start(self, **kw)
+        answer = _Handler.on_start(self, **kw)
         answer.id_tag_info = self.csms.tag_info(kw["id_tag"])
         return answer
 

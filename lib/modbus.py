@@ -4,9 +4,10 @@
 #   bus = ModbusRTU(uart, 9600, de_pin=None, timeout_ms=200)
 #   data = await bus.read_registers(address, 4, 0x0000, 76)  # memoryview, 2*count bytes
 #
-# `uart` is a byte stream with non-blocking readinto(buf) -> n or None/0 and
-# write(buf): machine.UART on the boards (timeout=0), hw.serial_unix.Serial on
-# Linux; an asyncio.StreamReader wrapping one is unwrapped. The master waits
+# `uart` is a byte stream with readinto(buf) -> n or None/0 that does not wait
+# and write(buf): hw.serial_unix.Serial on Linux, machine.UART on the boards
+# (read through any(), so even a UART made with a timeout never waits); an
+# asyncio.StreamReader wrapping one is unwrapped. The master waits
 # with asyncio.sleep_ms, timed from the baud rate, instead of the stream's I/O
 # queue: a transaction then allocates nothing but its own coroutine and the
 # bus lock's, whatever the frame size and the number of chunks it arrives in.
@@ -80,11 +81,14 @@ def crc16(buf, n=-1, crc=0xFFFF):
 
 class ModbusRTU:
     def __init__(self, uart, baudrate, de_pin=None, timeout_ms=200):
-        if isinstance(uart, asyncio.StreamReader):
-            uart = uart.s  # the stream's underlying UART
+        if hasattr(uart, "drain") and hasattr(uart, "s"):
+            uart = uart.s  # an asyncio stream: its UART
         self._uart = uart
         self._de = de_pin
         self._txdone = uart.txdone if hasattr(uart, "txdone") else None
+        # machine.UART: read only what any() says is there, so a UART built
+        # with a timeout never waits in readinto
+        self._any = uart.any if hasattr(uart, "any") else None
         if de_pin is not None:
             de_pin.value(0)  # receive
         self.baudrate = baudrate
@@ -111,6 +115,7 @@ class ModbusRTU:
         lock = self.lock
         await lock.acquire()
         de = self._de
+        driving = False
         try:
             uart = self._uart
             cu = self._char_us
@@ -134,6 +139,7 @@ class ModbusRTU:
             t0 = time.ticks_ms()
             if de is not None:
                 de.value(1)  # transmit
+                driving = True
             try:
                 uart.write(r)
             except OSError as e:
@@ -150,6 +156,7 @@ class ModbusRTU:
                     while not txdone() and time.ticks_diff(time.ticks_ms(), t) < 3:
                         pass  # the last character or two
                 de.value(0)
+                driving = False
             # The answer: address, function, byte count, data, CRC; an
             # exception answer is address, function | 0x80, code, CRC.
             expect = 5 + 2 * count
@@ -161,7 +168,7 @@ class ModbusRTU:
             limit = first + expect * cu // 1000 + 1  # and be complete by then
             while True:
                 try:
-                    n = uart.readinto(chunk)
+                    n = self._read()
                 except OSError as e:
                     raise ModbusError("serial port error: %s" % e, PORT)
                 if n:
@@ -218,16 +225,25 @@ class ModbusRTU:
             self.last_ms = time.ticks_diff(time.ticks_ms(), t0)
             return v
         finally:
-            if de is not None:
-                de.value(0)
+            if driving:
+                de.value(0)  # never leave the bus jammed (error, cancellation)
             lock.release()
+
+    def _read(self):
+        # What is waiting now, into _chunk, without waiting: n (or None/0).
+        if self._any is None:
+            return self._uart.readinto(self._chunk)
+        n = self._any()
+        if n:
+            return self._uart.readinto(self._chunk, n if n < _CHUNK else _CHUNK)
+        return 0
 
     def _discard(self):
         # Drop whatever is waiting in the input now; returns how much.
         dropped = 0
         while dropped < 4096:
             try:
-                n = self._uart.readinto(self._chunk)
+                n = self._read()
             except OSError:
                 break
             if not n:

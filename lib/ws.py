@@ -346,7 +346,10 @@ class WebSocket:
         return b0 & 0x80, op, n
 
     async def _payload(self, n):
-        b = bytearray(n)
+        try:
+            b = bytearray(n)
+        except MemoryError:  # RFC 6455 section 7.4.1: 1009, too big for us to process
+            await self._fail(1009, "no memory for a frame of %d bytes" % n)
         await self._fill(b, n)
         return b
 
@@ -359,6 +362,8 @@ class WebSocket:
         except (OSError, EOFError) as e:
             self._lost(e)
             return None
+        except MemoryError:  # a message this heap cannot hold (decoding copies it): 1009
+            await self._fail(1009, "message too big for the free memory")
         finally:
             self._busy = False
 

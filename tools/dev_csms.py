@@ -256,19 +256,23 @@ class DevCSMS:
 
     # ---- the record -----------------------------------------------------
     def record(self, direction, cp_id, text, rec):
+        # Any frame at all may pass here (malformed-input tests send garbage).
         try:
             msg = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             msg = text
         self.frames.append((time.time(), direction, cp_id, msg))
-        if direction == ">>" and isinstance(msg, list) and msg and msg[0] == 2:
+        if not (isinstance(msg, list) and len(msg) > 2 and isinstance(msg[1], str)):
+            if direction == "<<":
+                self.violations.append((msg, ["not an OCPP-J message"]))
+            return
+        if direction == ">>" and msg[0] == 2 and isinstance(msg[2], str):
             rec.sent_calls[msg[1]] = msg[2]
-        if (direction == "<<" and (self.delay or self.silent) and isinstance(msg, list) and len(msg) > 2
-                and msg[0] == 2 and isinstance(msg[1], str)):
+        if direction == "<<" and (self.delay or self.silent) and msg[0] == 2:
             rec.recv_calls[msg[1]] = msg[2]
-        if direction == "<<" and isinstance(msg, list) and msg:
+        if direction == "<<":
             if msg[0] == 2:
-                problems = schema_errors(msg[2], msg[3])
+                problems = schema_errors(msg[2], msg[3]) if len(msg) == 4 else ["a CALL has 4 elements"]
             elif msg[0] == 3 and msg[1] in rec.sent_calls:
                 problems = schema_errors(rec.sent_calls[msg[1]], msg[2], response=True)
             else:
@@ -280,7 +284,8 @@ class DevCSMS:
     def calls(self, action=None, direction="<<"):
         """CALL messages in order: [(id, action, payload)]."""
         return [(m[1], m[2], m[3]) for _, d, _, m in self.frames
-                if d == direction and isinstance(m, list) and m and m[0] == 2 and (action is None or m[2] == action)]
+                if d == direction and isinstance(m, list) and len(m) == 4 and m[0] == 2
+                and (action is None or m[2] == action)]
 
     def actions(self):
         return [a for _, a, _ in self.calls()]
@@ -375,6 +380,15 @@ class DevCSMS:
         handler = self.handlers[cp_id]
         fut = asyncio.run_coroutine_threadsafe(handler._connection.send(text), self.loop)
         return fut.result(5)
+
+    def send_frame(self, cp_id, data, text=None):
+        """Send str or bytes as one frame; text=True sends bytes as a Text frame without
+        checking their UTF-8 (invalid UTF-8 tests), text=False a str as a Binary frame.
+        A list of str (or of bytes) goes out as one message in that many fragments."""
+        rec = self.handlers[cp_id]._connection
+        self.record(">>", cp_id, data[0][:0].join(data) if isinstance(data, list) else data, rec)
+        fut = asyncio.run_coroutine_threadsafe(rec.conn.send(data, text=text), self.loop)
+        return fut.result(10)
 
     def drop(self, cp_id):
         """Close the live connection of a charge point abruptly."""

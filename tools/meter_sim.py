@@ -73,7 +73,7 @@ MAPS = {
         "max_regs": 80, "phases": 1,
     },
     # Eastron SDM72D-M-2 (v2) protocol: at most 30 parameters (60 registers) per request.
-    "SDM72DM2": {
+    "SDM72D-M": {
         "input": _SDM_PHASES + _SDM_TOTALS, "input_blocks": [(0x0000, 80), (0x0156, 2)],
         "holding": [(0xFC00, "u32", "serial", 1), (0xFC02, "u16", "=137", 1)],  # meter code 0x0089
         "holding_blocks": [(0xFC00, 3)], "max_regs": 60, "phases": 3,
@@ -93,8 +93,8 @@ MAPS = {
         "max_regs": 125, "phases": 3,
     },
 }
-ALIASES = {"SDM72D-M": "SDM72DM2", "SDM72D-M-2": "SDM72DM2", "SDM72": "SDM72DM2", "B23": "ABB_B23",
-           "ABB-B23": "ABB_B23"}
+ALIASES = {"SDM72D-M-2": "SDM72D-M", "SDM72DM2": "SDM72D-M", "SDM72": "SDM72D-M", "B23": "ABB_B23",
+           "ABB B23": "ABB_B23", "ABB-B23": "ABB_B23"}
 FAULTS = ("silent", "crc", "garbage", "short", "wrong_address", "exception", "unplugged")
 
 
@@ -165,8 +165,9 @@ class Meter:
             k = int(name[1:]) - 1
             if self.phase_power:
                 return self.phase_power[k] if k < len(self.phase_power) else 0.0
-            total = sum(v["i"]) or 1.0
-            return v["p"] * (v["i"][k] / total if k < len(v["i"]) else 0.0) if sum(v["i"]) else 0.0
+            amps = v["i"]  # the total split by the phase currents
+            total = sum(amps)
+            return v["p"] * amps[k] / total if total and k < len(amps) else 0.0
         if name == "e_tot":
             return v["e_imp"] + v["e_exp"]
         if name == "e_net":
@@ -285,15 +286,19 @@ class MeterSim:
         (the answer cut in half), "wrong_address" (answer from another address, valid CRC),
         "exception" (Modbus exception `code`, default 2), "unplugged" (the whole cable:
         nothing passes either way until fault(None) or plug()). `count` limits the fault
-        to that many answers."""
+        to that many answers; `address` picks a meter (default: the first one), and
+        fault(None) without it heals every meter and the cable."""
         if kind is not None and kind not in FAULTS:
             raise ValueError("unknown fault %r (one of %s)" % (kind, ", ".join(FAULTS)))
         with self._lock:
             if kind == "unplugged":
                 self.unplugged = True
                 return
-            if kind is None and address is None:
+            if kind is None and address is None:  # everything healthy again
                 self.unplugged = False
+                for m in self.meters.values():
+                    m.fault = m.fault_count = None
+                return
             m = self.meter(address)
             m.fault = kind
             m.fault_count = count
@@ -349,6 +354,8 @@ class MeterSim:
             m = self.meters.get(data[0])
             if m is None:  # a real bus: unknown addresses stay silent
                 return b""
+            if m.map.get("fc3_only") and data[1] & 0x7F != 3:
+                return with_crc(bytes([data[0], data[1] | 0x80, ExcCodes.ILLEGAL_FUNCTION]))
             kind = self._take_fault(m) if m.fault != "exception" else None
         if kind == "silent":
             return b""

@@ -2,13 +2,14 @@
 # It is how a person, or a test, plugs vehicles in and presents cards.
 #   plug <c> | unplug <c> | card <c> <idTag> | load <c> <amps>
 #   set <key> <value> | status | datatransfer <vendorId> [messageId] [data] | quit
-#   fault <c> [errorCode|off] | lock <c> jam|free
+#   fault <c> [errorCode|off] | lock <c> jam|free | mem
 import asyncio
+import gc
 import sys
 import micropython
 import log
 
-HELP = "commands: plug <c>, unplug <c>, card <c> <idTag>, load <c> <amps>, set <key> <value>, status, datatransfer <vendorId> [messageId] [data], fault <c> [errorCode|off], lock <c> jam|free, quit"
+HELP = "commands: plug <c>, unplug <c>, card <c> <idTag>, load <c> <amps>, set <key> <value>, status, datatransfer <vendorId> [messageId] [data], fault <c> [errorCode|off], lock <c> jam|free, mem, quit"
 
 
 async def run(station, config, cp, meters):
@@ -56,6 +57,10 @@ async def _command(station, config, cp, meters, w):
         # lock <c> jam: the cable lock sticks (UnlockConnector fails); lock <c> free: it works again
         station.connectors[int(w[1])].lock.jammed = w[2] == "jam"
         log.info("console", "connector %s: cable lock %s" % (w[1], "stuck" if w[2] == "jam" else "works"))
+    elif cmd == "mem":
+        # Heap in use after a full collection (the fuzz test bounds its growth).
+        gc.collect()
+        log.info("console", "memory: %d bytes in use, %d free" % (gc.mem_alloc(), gc.mem_free()))
     elif cmd == "status":
         for c in station.connectors:
             log.info("console", "connector %d: %s %s, %s Wh" % (c.id, c.status, c.error_code, c.energy()))

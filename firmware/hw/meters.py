@@ -9,7 +9,8 @@
 #              encoding: struct code of one big-endian value, high word first:
 #                "f" float32, "H" u16, "I" u32, "i" s32, "Q" u64
 #              scale: raw value * scale = the OCPP unit (Wh, W, A, V, Hz)
-#              one register per phase for per-phase measurands
+#              per-phase measurands (Current.Import, Voltage): the L1, L2, L3
+#              registers, adjacent
 #   serial     (function, register, encoding) of the serial number, or None
 #
 # Register addresses are 0-based, as sent on the wire. Sources: Eastron

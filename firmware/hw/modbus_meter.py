@@ -21,7 +21,9 @@ _PER_PHASE = (meters.CURRENT, meters.VOLTAGE)
 _REGS = {"H": 1, "f": 2, "I": 2, "i": 2, "Q": 4}
 # ABB marks a value it does not have with all ones (signed: the largest value).
 _MISSING = {"H": 0xFFFF, "I": 0xFFFFFFFF, "i": 0x7FFFFFFF, "Q": 0xFFFFFFFFFFFFFFFF, "f": None}
+_VALUE = "value"  # ModbusError kind: the answer was fine, its content is not
 _HINTS = {
+    _VALUE: "is the meter profile in the board file the right one for this meter?",
     TIMEOUT: "check the RS-485 wiring (A/B), the meter's Modbus address and baud rate",
     CRC: "check the bus wiring, its termination and the baud rate/parity",
     FRAME: "check the bus wiring, its termination and the baud rate/parity",
@@ -80,7 +82,7 @@ class ModbusMeter:
                             ok = False
                     if not ok:
                         if name == meters.E_IMPORT:
-                            raise ValueError("the meter reports no valid import energy register")
+                            raise ModbusError("the meter reports no valid import energy value", _VALUE)
                         continue  # a measurand the meter does not have
                     if phased:
                         v = vals if scale == 1 else tuple([x * scale for x in vals])

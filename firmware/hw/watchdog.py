@@ -35,7 +35,7 @@ class Watchdog:
             WDT = None
         if WDT is not None:
             if sys.platform == "rp2" and timeout_ms > _RP2_MAX_MS:
-                timeout_ms = _RP2_MAX_MS
+                timeout_ms = self.timeout_ms = _RP2_MAX_MS
             self._wdt = WDT(timeout=timeout_ms)
             self.kind = "machine"
             log.info("watchdog", "hardware watchdog armed, %d ms" % timeout_ms)

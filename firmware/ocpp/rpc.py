@@ -6,6 +6,7 @@
 # cross it are still answered, from the reader task.
 import json
 import asyncio
+import gc
 import os
 import binascii
 from micropython import const
@@ -31,6 +32,16 @@ class CallTimeout(Exception):
 
 class NotConnected(Exception):
     pass
+
+
+def _log_frame(direction, text):
+    # Logging a frame copies it (twice); a big one may not fit a small heap:
+    # then log its start only, never fail the exchange for the log's sake.
+    try:
+        log.frame(direction, text)
+    except MemoryError:
+        gc.collect()
+        log.frame(direction, "%s... (%d characters)" % (text[:200], len(text)))
 
 
 def _frame_ok(msg):
@@ -67,7 +78,7 @@ class Rpc:
 
     async def _send(self, msg):
         text = json.dumps(msg)
-        log.frame(">>", text)
+        _log_frame(">>", text)
         await self.ws.send(text)
 
     # ---- outbound -------------------------------------------------------
@@ -117,7 +128,7 @@ class Rpc:
                 if type(text) is not str:
                     log.warn("ocpp", "binary frame ignored: OCPP-J uses text frames")
                     continue
-                log.frame("<<", text)
+                _log_frame("<<", text)
                 await self._on_text(text)
         finally:
             self.ws = None
@@ -130,6 +141,12 @@ class Rpc:
             msg = json.loads(text)
         except ValueError:
             log.warn("ocpp", "frame is not valid JSON, ignored")
+            return
+        except (MemoryError, RuntimeError) as e:
+            # Too big or too deeply nested for this heap (e.g. 10000 nested
+            # arrays): no id can be read, drop it and keep the session.
+            gc.collect()
+            log.warn("ocpp", "frame too complex to parse (%s), ignored" % type(e).__name__)
             return
         if not _frame_ok(msg):
             # No usable message id: nothing can be answered (OCPP-J §4.1.3).
@@ -192,6 +209,10 @@ class Rpc:
     async def result(self, msg_id, payload):
         try:
             await self._send([_RESULT, msg_id, payload])
+        except MemoryError as e:  # the answer does not fit the heap: say so
+            gc.collect()
+            log.exc("ocpp", "could not send answer", e)
+            await self.error(msg_id, "InternalError", "answer too large for memory")
         except Exception as e:  # link gone: the CSMS will time out
             log.exc("ocpp", "could not send answer", e)
 

@@ -5,6 +5,10 @@
 # the event loop was kept from running it.
 #
 #   open <tty> <baud> [timeout_ms]       the bus (hw.serial_unix.Serial + ModbusRTU)
+#   open_uart <tty> <baud> [timeout_ms]  the bus over a machine.UART look-alike, with a DE pin
+#   de                                   the DE pin's changes since the last `de`
+#   stream <tty> <baud> <hex request> <n>  a request, then n bytes through asyncio.StreamReader
+#   ttyattr <tty> <baud> <parity> <stop>   what hw.serial_unix.Serial sets on the tty
 #   meter <name> <address> <profile> [phases]
 #   read <name>                          ModbusMeter.read()
 #   identify <name>
@@ -48,6 +52,50 @@ def out(d):
     print(json.dumps(d))
 
 
+class FakeUART:
+    # machine.UART's semantics over a tty: any() counts what is waiting,
+    # readinto(buf, n), txdone() once the bytes written would have left.
+    def __init__(self, serial, baud):
+        self.s = serial
+        self.buf = bytearray(1024)
+        self.n = 0
+        self.char_us = 10000000 // baud
+        self.done_at = time.ticks_us()
+
+    def any(self):
+        k = self.s.readinto(memoryview(self.buf)[self.n:])
+        if k:
+            self.n += k
+        return self.n
+
+    def readinto(self, b, n=-1):
+        k = min(len(b), self.n if n < 0 else min(n, self.n))
+        if not k:
+            return None
+        b[:k] = self.buf[:k]
+        self.buf[:self.n - k] = self.buf[k:self.n]
+        self.n -= k
+        return k
+
+    def write(self, b):
+        self.done_at = time.ticks_add(time.ticks_us(), len(b) * self.char_us)
+        return self.s.write(b)
+
+    def txdone(self):
+        return time.ticks_diff(time.ticks_us(), self.done_at) >= 0
+
+
+class FakePin:
+    def __init__(self):
+        self.log = []
+
+    def value(self, v=None):
+        self.log.append((v, time.ticks_us()))
+
+
+de_pin = FakePin()
+
+
 class _Ready:
     # An asyncio.Lock stand-in whose acquire allocates nothing (heaplock only).
     def __init__(self):
@@ -80,6 +128,44 @@ async def command(w):
     if c == "open":
         bus = ModbusRTU(Serial(w[1], int(w[2])), int(w[2]), None, int(w[3]) if len(w) > 3 else 200)
         out({"ok": True, "t35_us": bus._t35_us})
+    elif c == "open_uart":
+        # the board path: machine.UART-like stream and an RS-485 DE pin
+        baud = int(w[2])
+        bus = ModbusRTU(FakeUART(Serial(w[1], baud), baud), baud, de_pin, int(w[3]) if len(w) > 3 else 200)
+        out({"ok": True})
+    elif c == "de":
+        t0 = de_pin.log[0][1] if de_pin.log else 0
+        out({"log": [(v, time.ticks_diff(t, t0)) for v, t in de_pin.log]})
+        de_pin.log = []
+    elif c == "stream":
+        # hw.serial_unix.Serial under asyncio.StreamReader (as hw/modem.py uses it)
+        ser = Serial(w[1], int(w[2]))
+        rd = asyncio.StreamReader(ser)
+        req = bytearray(bytes.fromhex(w[3]))
+        crc = crc16(req)
+        ser.write(req + bytes((crc & 0xFF, crc >> 8)))
+        t = time.ticks_ms()
+        data = await asyncio.wait_for_ms(rd.readexactly(int(w[4])), 1000)
+        waited = time.ticks_diff(time.ticks_ms(), t)
+        try:
+            await asyncio.wait_for_ms(rd.read(1), 300)
+            extra = "data"
+        except asyncio.TimeoutError:
+            extra = "timeout"
+        ser.close()
+        out({"hex": data.hex(), "ms": waited, "then": extra})
+    elif c == "ttyattr":
+        import termios
+        par = None if w[3] == "None" else (int(w[3]) if w[3].isdigit() else w[3])
+        try:
+            ser = Serial(w[1], int(w[2]), par, int(w[4]))
+        except (OSError, ValueError) as e:
+            out({"error": str(e)})
+            return
+        a = termios.tcgetattr(ser.fileno())
+        ser.close()
+        out({"iflag": a[0], "oflag": a[1], "cflag": a[2], "lflag": a[3], "speed": a[4], "vtime": a[6][5],
+             "vmin": a[6][6]})
     elif c == "meter":
         meters[w[1]] = ModbusMeter(bus, int(w[2]), w[3], int(w[4]) if len(w) > 4 else 3, w[1])
         out({"ok": True})

@@ -82,7 +82,7 @@ class Connector:
     def energy(self):
         # Energy register in Wh, or None while the meter has not answered.
         r = self.reading
-        return None if r is None else int(r.get(ENERGY, 0))
+        return None if r is None else round(r.get(ENERGY, 0))  # nearest Wh: float32 kWh is often a hair low
 
     def drawing(self):
         # The vehicle draws more than ChargingCurrentThreshold on any phase.

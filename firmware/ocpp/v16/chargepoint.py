@@ -45,7 +45,7 @@ def sampled_values(reading, measurands, context):
 
 
 def _sample(v, context, measurand, unit, phase):
-    s = {"value": str(int(v)) if unit == "Wh" else "%.1f" % v, "context": context, "measurand": measurand}
+    s = {"value": str(round(v)) if unit == "Wh" else "%.1f" % v, "context": context, "measurand": measurand}
     if unit:
         s["unit"] = unit
     if phase:

@@ -11,6 +11,7 @@ from micropython import const
 import log
 
 _BS = const(4096)
+_FF = const(256)  # erased bytes written per step: the port's heap is not spent on a whole block
 _TAG = "flash"
 
 dev = None  # the mounted device, for tests (dev.writes, dev.cut_after_writes)
@@ -22,7 +23,7 @@ class Flash:
         self.bytes = 0  # bytes programmed, for flash wear figures
         self.erases = 0
         self.cut = False  # True once the emulated power cut dropped a write
-        self._ff = b"\xff" * _BS  # an erased block reads as 0xff
+        self._ff = b"\xff" * _FF  # an erased block reads as 0xff
         n = os.getenv("FLASH_CUT_AFTER_WRITES")
         self.cut_after_writes = int(n) if n else None
         try:
@@ -36,10 +37,9 @@ class Flash:
         else:
             if size >= 0:
                 log.warn(_TAG, "image %s has a bad size (%d), recreating" % (path, size))
-            self._f = f = open(path, "w+b")
-            for _ in range(blocks):
-                f.write(self._ff)
-            f.flush()
+            self._f = open(path, "w+b")
+            for n in range(blocks):
+                self._erase(n)
         self.blocks = blocks
 
     def _dead(self):
@@ -74,14 +74,18 @@ class Flash:
         if op == 6:  # erase block
             if not self._dead():
                 self.erases += 1
-                f = self._f
-                f.seek(arg * _BS)
-                f.write(self._ff)
-                f.flush()
+                self._erase(arg)
             return 0
         if op == 3:  # sync
             self._f.flush()
         return 0  # 1 init, 2 deinit, 3 sync
+
+    def _erase(self, n):
+        f = self._f
+        f.seek(n * _BS)
+        for _ in range(_BS // _FF):
+            f.write(self._ff)
+        f.flush()
 
     def close(self):
         self._f.close()

@@ -1,0 +1,192 @@
+# The application: load the board file and the stored configuration, build
+# the hardware ports, the station model and the OCPP session, then run the
+# event loop. main.py only imports this module, so that the board compiles
+# (or freezes) it like every other module instead of parsing it at each boot.
+import sys
+import gc
+import json
+import asyncio
+import log
+import clock
+from storage import Store
+from config import Config
+from station import Station, Connector
+import tasks
+from tasks import guard
+
+_OPTIONS = {"--board": "board", "--data": "data", "--csms": "CsmsUrl", "--cp": "ChargePointId", "--ca": "ca"}
+
+
+def parse_args(argv):
+    opts = {}
+    i = 1
+    while i < len(argv):
+        a = argv[i]
+        if a == "--frames":
+            opts["frames"] = True
+        elif a in _OPTIONS and i + 1 < len(argv):
+            opts[_OPTIONS[a]] = argv[i + 1]
+            i += 1
+        else:
+            raise ValueError("unknown option %s; use --board DIR --data DIR --csms URL --cp ID [--ca FILE] [--frames]" % a)
+        i += 1
+    return opts
+
+
+def load_board(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def build_connectors(board, ctx):
+    # One Connector per entry in the board file, with its hardware ports.
+    from hw import build
+    connectors = [Connector(0)]
+    meters = {}
+    for i, spec in enumerate(board["connectors"]):
+        cid = i + 1
+        contactor = build.contactor(cid, spec.get("contactor", {}), ctx)
+        meter = build.meter(cid, spec.get("meter", {}), ctx, contactor)
+        c = Connector(cid, meter, contactor)
+        c.lock = build.lock(cid, spec.get("lock"), ctx)
+        plug = spec.get("plug")
+        if plug and plug.get("type") == "current":  # no plug signal: detect the vehicle by its current
+            c.detect_by_current = True
+        else:
+            c.plug_input = build.plug(cid, plug, ctx)
+        meters[cid] = meter
+        connectors.append(c)
+    return connectors, meters
+
+
+def tls_loader(cafile):
+    # Builds the TLS context for wss:// from the CA file (PEM or DER).
+    def make():
+        import ws
+        with open(cafile, "rb") as f:
+            raw = f.read()
+        cas = ws.pem_to_der(raw.decode()) if raw.startswith(b"-----") else [raw]
+        return ws.tls_context(cas)
+    return make if cafile else None
+
+
+async def run(opts):
+    board_dir = opts.get("board", "")
+    board = load_board((board_dir + "/" if board_dir else "") + "board.json")
+    data = opts.get("data")
+    if data:  # unix port: the emulated flash is a LittleFS image inside DATA
+        from hw import unixflash
+        root = unixflash.mount(data)
+    else:
+        root = ""
+    store = Store(root)
+    safe = tasks.boot_check(store)
+    config = Config(store, board.get("config"))
+    for key in ("CsmsUrl", "ChargePointId"):
+        if key in opts:
+            status = config.set(key, opts[key], False)
+            if status not in ("Accepted", "RebootRequired"):
+                log.error("boot", "%s %r is not valid: %s" % (key, opts[key], status))
+                return 2
+    if opts.get("frames") or config.get("LogFrames"):
+        log.level = log.FRAME
+    log.info("boot", "charge point %s, board %s, CSMS %s" % (
+        config.get("ChargePointId"), board.get("name", "?"), config.get("CsmsUrl")))
+
+    from hw import build
+    ctx = build.Context(board, data)
+    connectors, meters = build_connectors(board, ctx)
+    station = Station(config, connectors, store)
+    reader = None if "reader" in safe else build.reader(board.get("reader"), ctx)
+    watchdog = build.watchdog(board.get("watchdog"), ctx)
+    if watchdog:  # fed from now on: identification and Wi-Fi can take a while
+        from hw.watchdog import feeder
+        guard("watchdog", lambda: feeder(watchdog, 1000))
+    boot_fields = await identify(board, ctx, connectors, "modem" not in safe)
+    if safe:  # reported to the CSMS as a warning on connector 0
+        connectors[0].warning = "InternalError"
+        connectors[0].info = ("safe mode: " + ",".join(safe))[:50]
+    from ocpp.v16.chargepoint import ChargePoint
+    from ocpp import link
+    cp = ChargePoint(station, config, boot_fields, root)
+    cp.on_reset = restart
+    gc.collect()
+
+    if board.get("network"):
+        import net
+        await net.up(config)
+    asyncio.create_task(tasks.boot_ok())
+    guard("meter", station.poll_meters)
+    guard("recovery", cp.recover)
+    guard("reservations", station.expire_reservations)
+    guard("sampler", cp.sample_meters)
+    guard("link", lambda: link.supervise(cp, config, tls_loader(opts.get("ca"))))
+    if reader:
+        guard("reader", lambda: read_cards(station, reader, board["reader"].get("connector", 1)))
+    if board.get("console"):
+        from hw import console
+        await console.run(station, config, cp, meters)
+        tasks.clean_stop()
+        if watchdog:
+            watchdog.stop()  # a deliberate stop: do not let the watchdog reset us
+        return 0
+    while True:
+        await asyncio.sleep(3600)
+
+
+RESTART_EXIT = 75  # unix port: "start me again" (EX_TEMPFAIL) for tools/unix_loop.sh or a service manager
+
+
+def restart(hard):
+    # OCPP Reset (§5.14): a board restarts the chip (Hard) or the interpreter
+    # (Soft: the application software); the unix port ends the process with
+    # RESTART_EXIT and its wrapper starts it again on the same data (its
+    # machine.soft_reset would only exit with 0).
+    tasks.clean_stop()  # a commanded restart is no crash for the boot-loop guard
+    if sys.platform not in ("linux", "darwin"):
+        import machine
+        (machine.reset if hard else machine.soft_reset)()
+    raise SystemExit(RESTART_EXIT)
+
+
+async def identify(board, ctx, connectors, with_modem=True):
+    # BootNotification fields from the hardware: the board file's, then what
+    # the meter (type, serial number) and the modem (ICCID, IMSI) report.
+    fields = dict(board.get("boot", {}))
+    for c in connectors:
+        if c.meter and hasattr(c.meter, "identify"):
+            for k, v in (await c.meter.identify()).items():
+                fields.setdefault(k, v)
+            break
+    from hw import build
+    modem = build.modem(board.get("modem"), ctx) if with_modem else None
+    if modem:
+        fields.update(await modem.identify())
+    return fields
+
+
+async def read_cards(station, reader, cid):
+    # A card held to the reader is presented at the reader's connector.
+    while True:
+        tag = await reader.poll()
+        if tag:
+            asyncio.create_task(station.present_card(cid, tag))
+        await asyncio.sleep_ms(200)
+
+
+def main():
+    try:
+        opts = parse_args(getattr(sys, "argv", []))
+    except ValueError as e:
+        log.error("boot", str(e))
+        sys.exit(2)
+    try:
+        code = asyncio.run(run(opts))
+    except Exception as e:  # the boot itself failed: counted by the boot-loop guard
+        log.exc("boot", "the firmware stopped", e)
+        try:
+            import machine
+            machine.reset()
+        except (ImportError, AttributeError):
+            code = 1
+    sys.exit(code or 0)

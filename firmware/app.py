@@ -143,6 +143,7 @@ def restart(hard):
     # RESTART_EXIT and its wrapper starts it again on the same data (its
     # machine.soft_reset would only exit with 0).
     tasks.clean_stop()  # a commanded restart is no crash for the boot-loop guard
+    tasks.store.save("restart", {"by": "Reset"})  # a transaction left running ends with Reboot
     if sys.platform not in ("linux", "darwin"):
         import machine
         (machine.reset if hard else machine.soft_reset)()

@@ -264,13 +264,18 @@ def reset_defaults(confirm=None):
 
 @_safe("restart")
 def restart():
+    # A commanded restart: a transaction still running is then ended with
+    # reason Reboot, not PowerLoss (the marker is read at the next boot).
+    _cfg()
+    _store.save("restart", {"by": "installer"})
     if _on_board():
         import machine
 
         print("restarting...")
         machine.reset()
     else:
-        print("unix port: stop and start the firmware process to apply the settings")
+        print("unix port: stop and start the firmware process to apply the settings "
+              "(its next start counts as a commanded restart)")
 
 
 @_safe("help")

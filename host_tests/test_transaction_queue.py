@@ -95,3 +95,31 @@ def test_torn_journal_tail_is_discarded_and_earlier_entries_kept(tmp_path):
     assert "after restart: 3 queued" in out, out
     assert "torn write" in out
     assert "order ok" in out and "thinned ok" in out, out
+
+
+def test_installer_restart_ends_a_running_transaction_with_reboot(csms, firmware_factory, tmp_path):
+    # The installer stops the firmware at the REPL during a session and restarts
+    # it with cfg.restart(): that is a commanded restart (reason Reboot); the
+    # marker holds for that one boot only, so a later power cut is PowerLoss.
+    fw = firmware_factory(csms)
+    fw.start()
+    fw.wait_line(r"accepted this charge point")
+    for cmd in ("set ClockAlignedDataInterval 0", "load 1 16", "plug 1", "card 1 " + TAG):
+        fw.send(cmd)
+    fw.wait_line(r"transaction started")
+    fw.kill()
+    out = run_mp("-c", "import cfg\ncfg.open(%r)\ncfg.restart()" % str(fw.data_dir))
+    assert "counts as a commanded restart" in out and "cfg:" in out
+    fw.start()
+    fw.wait_line(r"transaction of %s was interrupted \(Reboot\)" % TAG, 20)
+    csms.wait_for(lambda: "meterStop" in csms.transactions[1], 20, "StopTransaction")
+    assert csms.transactions[1]["reason"] == "Reboot"
+    fw.send("plug 1")
+    fw.send("card 1 " + TAG)
+    fw.wait_line(r"transaction started")
+    fw.kill()
+    fw.start()
+    fw.wait_line(r"interrupted \(PowerLoss\)", 20)
+    csms.wait_for(lambda: len(csms.calls("StopTransaction")) == 2, 20, "second StopTransaction")
+    assert [p["reason"] for _, _, p in csms.calls("StopTransaction")] == ["Reboot", "PowerLoss"]
+    assert csms.violations == []

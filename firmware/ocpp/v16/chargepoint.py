@@ -385,10 +385,12 @@ class ChargePoint:
         # Transactions that were running when the power went (or the firmware
         # died) are ended now, after their earlier queued messages: reason
         # PowerLoss (Reboot after a commanded restart), meterStop from the meter.
+        store = self.station.store
+        reason = "Reboot" if store.load("restart") else "PowerLoss"
+        store.remove("restart")  # it describes this boot only
         lost = self.station.interrupted
         if not lost:
             return
-        reason = "Reboot" if self.station.store.load("restart") else "PowerLoss"
         for _ in range(20):  # give the meters up to 10 s to answer
             if all(self._reading(r) is not None for r in lost):
                 break
@@ -412,7 +414,6 @@ class ChargePoint:
             self.outbox.put("StopTransaction", {"meterStop": meter_stop, "timestamp": clock.iso(),
                                                 "reason": reason}, local)
         self.station.interrupted = []
-        self.station.store.remove("restart")
         self.station.save_transactions()
         self.wake.set()
 

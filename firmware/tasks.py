@@ -14,6 +14,9 @@ STABLE_MS = const(60000)  # up this long: the boot counts as good
 
 store = None  # storage.Store, set at boot to record crashes
 disabled = ()  # task names safe mode does not start
+# Safe mode keeps the OCPP link, the transaction queue's recovery and the
+# watchdog whatever crashed: without them the station is unreachable or unsafe.
+ESSENTIAL = ("link", "recovery", "watchdog")
 
 
 def guard(name, start, delay=RESTART_DELAY):
@@ -62,7 +65,7 @@ def boot_check(st):
         log.exc("tasks", "cannot count this boot", e)
     if count <= BOOT_LOOP_LIMIT:
         return []
-    disabled = tuple(crashed) or ("reader", "modem")
+    disabled = tuple(n for n in crashed if n not in ESSENTIAL) or ("reader", "modem")
     log.error("tasks", "%d boots ended badly in a row: safe mode, without %s" % (count - 1, ", ".join(disabled)))
     return list(disabled)
 

@@ -2,7 +2,7 @@
 import json
 import subprocess
 
-from conftest import ROOT, MICROPYTHON, mp_env
+from conftest import ROOT, MICROPYTHON, mp_env, run_mp
 
 
 def test_boot_loop_ends_in_safe_mode_without_the_failing_part(csms, firmware_factory, tmp_path):
@@ -29,3 +29,9 @@ def test_boot_loop_ends_in_safe_mode_without_the_failing_part(csms, firmware_fac
     fw.stop()
     p = subprocess.run(fw.cmd, cwd=ROOT, env=mp_env(), capture_output=True, text=True, timeout=20, input="quit\n")
     assert "safe mode" not in p.stdout and "the firmware stopped" in p.stdout
+
+
+def test_safe_mode_never_leaves_off_the_link_or_the_queue_recovery():
+    out = run_mp(ROOT / "host_tests" / "mp" / "tasks_safe_mode.py")
+    assert "disabled ['reader']" in out
+    assert "link running" in out and "recovery running" in out and "reader left off" in out

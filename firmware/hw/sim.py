@@ -1,6 +1,7 @@
 # Simulated hardware for the unix board: a contactor that logs its state and a
 # meter whose energy register integrates the vehicle's load while the contactor
 # is closed. The station model uses them exactly like the real ports.
+import os
 import time
 import log
 
@@ -75,8 +76,11 @@ class SimMeter:
         self.energy += power * dt
         if self.state_file and int(self.energy) != self._saved:
             self._saved = int(self.energy)
-            with open(self.state_file, "w") as f:
+            # temp file + rename: a kill mid-write leaves the old register, as
+            # a real meter never loses its count
+            with open(self.state_file + ".tmp", "w") as f:
                 f.write(str(self.energy))
+            os.rename(self.state_file + ".tmp", self.state_file)
         return {
             "Energy.Active.Import.Register": self.energy,
             "Power.Active.Import": power,

@@ -10,6 +10,9 @@ import ws as wslib
 _FIRST_WAIT = const(2)  # seconds
 _MAX_WAIT = const(300)
 _STABLE_MS = const(60000)  # a link up this long resets the backoff
+# TCP connect + TLS + WebSocket handshake. Not ConnectionTimeOut: in OCPP 1.6
+# that key is how long a plugged-in vehicle may wait for authorization.
+_CONNECT_TIMEOUT = const(30)  # seconds
 
 
 def url_for(config):
@@ -31,7 +34,7 @@ async def supervise(cp, config, tls=None):
         ctx = tls() if tls and url.startswith("wss:") else None
         try:
             conn = await wslib.connect(url, ("ocpp1.6",), credentials(config), ctx,
-                                       timeout=config.get("ConnectionTimeOut"))
+                                       timeout=_CONNECT_TIMEOUT)
         except Exception as e:  # WSError, OSError, TLS errors: all mean "try later"
             log.warn("link", "cannot connect: %s" % (e,))
         else:

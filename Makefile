@@ -9,7 +9,7 @@ CSMS    ?= ws://127.0.0.1:9000
 CP      ?= CP001
 DATA    ?= data/$(CP)
 
-.PHONY: run test sim tables check-tables mpy clean
+.PHONY: run test sim tables check-tables mpy bench clean
 
 $(BIN)/.installed: requirements.txt
 	$(PY) -m venv $(VENV)
@@ -43,6 +43,13 @@ check-tables: $(BIN)/.installed
 ARCH ?= xtensawin
 mpy: $(BIN)/.installed
 	$(BIN)/python tools/build_mpy.py --arch $(ARCH) -v
+
+# Performance budget figures (issue #6), all from one run: smallest heap for the full
+# session (.mpy and source), live heap, code size per board architecture, answer times
+# against a charge point on the ocpp library, loop stall, boot time. Prints one table,
+# writes the same figures to build/bench.json. Takes about 2.5 minutes.
+bench: $(BIN)/.installed
+	$(BIN)/python tools/bench.py
 
 clean:
 	rm -rf build data

@@ -21,9 +21,9 @@ MICROPYTHON = str(Path(sys.executable).parent / "micropython")
 MICROPYPATH = os.environ.get("FW_MICROPYPATH", "firmware:lib:.frozen")
 
 
-def mp_env():
+def mp_env(micropypath=None):
     env = dict(os.environ)
-    env["MICROPYPATH"] = MICROPYPATH
+    env["MICROPYPATH"] = micropypath or MICROPYPATH
     return env
 
 
@@ -42,12 +42,17 @@ class Firmware:
     It runs under tools/unix_loop.sh, as `make sim` does: after an OCPP Reset the
     firmware exits with code 75 and comes back on the same stdin/stdout and data."""
 
-    def __init__(self, data_dir, csms_url, cp_id="CP001", board="boards/unix", extra=(), heapsize=None):
+    def __init__(self, data_dir, csms_url, cp_id="CP001", board="boards/unix", extra=(), heapsize=None,
+                 main="firmware/main.py", micropypath=None, frames=True):
+        # main, micropypath: to run compiled modules, give a main.py copy in a directory of its
+        # own and micropypath=<.mpy dir>:.frozen (MicroPython puts the script's directory first
+        # on sys.path, so firmware/main.py would import firmware/*.py whatever MICROPYPATH says).
         self.data_dir = Path(data_dir)
+        self.micropypath = micropypath
         heapsize = heapsize or os.environ.get("FW_HEAPSIZE")
         self.cmd = [MICROPYTHON] + (["-X", "heapsize=" + heapsize] if heapsize else []) + [
-            "firmware/main.py", "--board", board, "--data", str(data_dir),
-            "--csms", csms_url, "--cp", cp_id, "--frames"] + list(extra)
+            str(main), "--board", board, "--data", str(data_dir),
+            "--csms", csms_url, "--cp", cp_id] + (["--frames"] if frames else []) + list(extra)
         self.lines = []
         self.proc = None
 
@@ -55,7 +60,7 @@ class Firmware:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.lines = []
         self._seen = 0
-        self.proc = subprocess.Popen([str(ROOT / "tools" / "unix_loop.sh")] + self.cmd, cwd=ROOT, env=mp_env(),
+        self.proc = subprocess.Popen([str(ROOT / "tools" / "unix_loop.sh")] + self.cmd, cwd=ROOT, env=mp_env(self.micropypath),
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, bufsize=1, start_new_session=True)
         self._q = queue.Queue()

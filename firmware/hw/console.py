@@ -2,14 +2,29 @@
 # It is how a person, or a test, plugs vehicles in and presents cards.
 #   plug <c> | unplug <c> | card <c> <idTag> | load <c> <amps>
 #   set <key> <value> | status | datatransfer <vendorId> [messageId] [data] | quit
-#   fault <c> [errorCode|off] | lock <c> jam|free | mem
+#   fault <c> [errorCode|off] | lock <c> jam|free | mem | stall | heartbeat [n]
 import asyncio
 import gc
 import sys
+import time
 import micropython
 import log
 
-HELP = "commands: plug <c>, unplug <c>, card <c> <idTag>, load <c> <amps>, set <key> <value>, status, datatransfer <vendorId> [messageId] [data], fault <c> [errorCode|off], lock <c> jam|free, mem, quit"
+HELP = "commands: plug <c>, unplug <c>, card <c> <idTag>, load <c> <amps>, set <key> <value>, status, datatransfer <vendorId> [messageId] [data], fault <c> [errorCode|off], lock <c> jam|free, mem, stall, heartbeat [n], quit"
+
+_stall = None  # [longest lateness in us, ticks_ms at start] once `stall` has run
+
+
+async def _watch(s):
+    # Loop stall monitor: a 5 ms ticker; any lateness is time the loop was blocked.
+    t = time.ticks_us()
+    while True:
+        await asyncio.sleep_ms(5)
+        n = time.ticks_us()
+        late = time.ticks_diff(n, t) - 5000
+        if late > s[0]:
+            s[0] = late
+        t = n
 
 
 async def run(station, config, cp, meters):
@@ -32,6 +47,7 @@ async def run(station, config, cp, meters):
 
 
 async def _command(station, config, cp, meters, w):
+    global _stall
     cmd = w[0]
     if cmd == "quit":
         log.info("console", "quit; heap peak %d bytes" % micropython.mem_peak())
@@ -61,6 +77,19 @@ async def _command(station, config, cp, meters, w):
         # Heap in use after a full collection (the fuzz test bounds its growth).
         gc.collect()
         log.info("console", "memory: %d bytes in use, %d free" % (gc.mem_alloc(), gc.mem_free()))
+    elif cmd == "stall":
+        # The first call starts the monitor; each call reports the longest stall so far.
+        if _stall is None:
+            _stall = [0, time.ticks_ms()]
+            asyncio.create_task(_watch(_stall))
+        log.info("console", "loop stall: longest %d us over %d s" % (
+            _stall[0], time.ticks_diff(time.ticks_ms(), _stall[1]) // 1000))
+    elif cmd == "heartbeat":
+        # heartbeat [n]: n Heartbeats in a row, each round trip as the charge point sees it.
+        for _ in range(int(w[1]) if len(w) > 1 else 1):
+            t = time.ticks_us()
+            await cp.rpc.call("Heartbeat", {})
+            log.info("console", "heartbeat round trip %d us" % time.ticks_diff(time.ticks_us(), t))
     elif cmd == "status":
         for c in station.connectors:
             log.info("console", "connector %d: %s %s, %s Wh" % (c.id, c.status, c.error_code, c.energy()))

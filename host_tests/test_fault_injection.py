@@ -810,10 +810,10 @@ def analyze(h, final=True):
             regs = [tx.open_at_death.registers.get(tx.c), by_life[tx.interrupted["life"] - 1].registers.get(tx.c)]
             if None in regs:
                 problems.append(context(tx, "the meter register file was torn by a kill"))
-            elif tx.interrupted["meterStop"] not in {int(r) for r in regs}:
+            elif tx.interrupted["meterStop"] not in {round(r) for r in regs}:  # the firmware rounds to the Wh
                 problems.append(context(tx, "ended (%s) at %d Wh, but the meter register at the power loss "
                                         "(life %d) was %d Wh" % (tx.interrupted["reason"], tx.interrupted["meterStop"],
-                                                                 tx.open_at_death.n, int(regs[0]))))
+                                                                 tx.open_at_death.n, round(regs[0]))))
         # The samples
         got = set()
         for i in ids:

@@ -16,6 +16,7 @@
 #           <name>MaxLength items if that key exists, else as many as it has
 #           members.
 from array import array
+import json
 import log
 
 _TAG = "config"
@@ -385,6 +386,14 @@ class Config:
                 d[f[0]] = v[j]
         self._store.save("config", d)
 
+    def item(self, j):
+        # One configurationKey entry of GetConfiguration, for row j.
+        f = _fields(j)
+        kv = {"key": f[0], "readonly": "R" in f[1]}
+        if "W" not in f[1]:
+            kv["value"] = _text(self._v[j])
+        return kv
+
     def items(self, keys=None):
         # GetConfiguration: -> (known, unknown); all keys when keys is empty.
         known = []
@@ -393,10 +402,14 @@ class Config:
             j = _row(k) if keys else k
             if j < 0:
                 unknown.append(k)
-                continue
-            f = _fields(j)
-            kv = {"key": f[0], "readonly": "R" in f[1]}
-            if "W" not in f[1]:
-                kv["value"] = _text(self._v[j])
-            known.append(kv)
+            else:
+                known.append(self.item(j))
         return known, unknown
+
+    def all_items_json(self):
+        # GetConfiguration of every key as JSON text in pieces, one key at a
+        # time: the whole answer (5 KB of text, 14 KB as objects) never is.
+        yield '{"configurationKey":['
+        for j in range(_NK):
+            yield ("," if j else "") + json.dumps(self.item(j))
+        yield "]}"

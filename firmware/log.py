@@ -12,11 +12,11 @@ level = INFO
 _NAMES = {DEBUG: "DEBUG", FRAME: "FRAME", INFO: "INFO ", WARN: "WARN ", ERROR: "ERROR"}
 
 
-def _emit(lvl, tag, msg):
+def _emit(lvl, tag, msg, end="\n"):
     if lvl < level:
         return
     t = time.localtime()
-    print("%02d:%02d:%02d %s %s: %s" % (t[3], t[4], t[5], _NAMES[lvl], tag, msg))
+    print("%02d:%02d:%02d %s %s: %s" % (t[3], t[4], t[5], _NAMES[lvl], tag, msg), end=end)
 
 
 def debug(tag, msg):
@@ -39,6 +39,15 @@ def frame(direction, text):
     # direction: ">>" sent to the CSMS, "<<" received from it
     if FRAME >= level:
         _emit(FRAME, "ocpp", direction + " " + text)
+
+
+def frame_parts(direction, parts):
+    # A large frame, printed piece by piece on one line.
+    if FRAME >= level:
+        _emit(FRAME, "ocpp", direction + " ", "")
+        for piece in parts():
+            print(piece, end="")
+        print()
 
 
 def exc(tag, msg, e):

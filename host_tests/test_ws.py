@@ -234,6 +234,23 @@ def test_echo_text_binary_all_length_encodings(net):
     assert net.get() == ("closed", True, 1000, "")
 
 
+def test_message_sent_in_pieces(net):
+    # send_parts: one frame whose payload is masked piece by piece through the
+    # scratch buffer, in chunks once it is larger than the buffer (1 KB).
+    port = net.ws(echo_handler(net))
+    counts = [1, 3, 1000, 5000]  # 5000 pieces: about 49 KB in 49 chunks
+
+    def text(n):
+        return "".join("piece-%d;" % i for i in range(n - 1)) + UNI
+
+    steps = []
+    for n in counts:
+        steps += ["sendp:%d" % n, "recv"]
+    lines = probe("ws://127.0.0.1:%d/ocpp/CP001" % port, "--max", "100000", *steps, "close")
+    assert lines[:-2] == ["CONNECTED ocpp1.6"] + [recv_line(text(n)) for n in counts], lines
+    assert lines[-2].startswith("CLOSED True")
+
+
 def test_fragmented_messages_from_server(net):
     async def handler(ws):
         await ws.send(["frag1 ", "fr\u00e9g2 ", "frag3"])  # text in 3 frames (é split-safe: whole chars)

@@ -17,7 +17,7 @@ _PING = const(9)
 _PONG = const(10)
 _CLOSE_WAIT = const(2)  # seconds to wait for the peer's close frame
 _MAX_HEADERS = const(40)  # response header lines accepted in the handshake
-_KEEP = const(4096)  # largest frame scratch buffer kept between sends
+_KEEP = const(1024)  # largest frame scratch buffer: bigger frames go out in chunks of it
 
 
 class WSError(Exception):
@@ -244,35 +244,52 @@ class WebSocket:
             pass
 
     # ---- writing ----------------------------------------------------------
-    async def _send(self, op, data):
-        # RFC 6455 sections 5.2, 5.3: masked frame, header and payload in ONE write
-        p = memoryview(data)  # a str gives its UTF-8 bytes
-        n = len(p)
+    async def _send(self, op, data, parts=None):
+        # RFC 6455 sections 5.2, 5.3: one masked frame of `data`, or of the
+        # pieces that parts() yields (called twice: for the length, then for the
+        # payload), so a large message is never whole in memory. The frame is
+        # masked into the scratch buffer, which grows up to _KEEP bytes; a
+        # frame that fits goes out in ONE write, a bigger one in _KEEP chunks.
+        if parts is None:
+            n = len(memoryview(data))  # a str gives its UTF-8 bytes
+        else:
+            n = 0
+            for piece in parts():
+                n += len(memoryview(piece))
         j = 2 if n < 126 else 4 if n < 65536 else 10  # header length before the mask
         t = j + 4 + n
         async with self._lock:  # the scratch buffer and the wire are shared
             b = self._wbuf
-            if len(b) < t:
-                b = bytearray(t)
-                if t <= _KEEP:
-                    self._wbuf = b
+            if len(b) < t and len(b) < _KEEP:
+                b = self._wbuf = bytearray(min(t, _KEEP))
             b[0] = 0x80 | op
             b[1] = 0x80 | (n if j == 2 else 126 if j == 4 else 127)
             for i in range(2, j):  # extended length, big-endian
                 b[i] = (n >> (8 * (j - 1 - i))) & 255
             k = os.urandom(4)
             b[j : j + 4] = k
-            j += 4
-            for i in range(n):
-                b[j + i] = p[i] ^ k[i & 3]
-            self._s.write(memoryview(b)[:t])
+            i = j + 4
+            m = len(b)
+            x = 0  # payload byte count, for the mask
+            for piece in (data,) if parts is None else parts():
+                for c in memoryview(piece):
+                    if i == m:  # scratch full: out it goes before it is refilled
+                        self._s.write(b)
+                        await self._s.drain()
+                        i = 0
+                    b[i] = c ^ k[x & 3]
+                    i += 1
+                    x += 1
+            if x != n:  # parts() gave different pieces the second time
+                raise ValueError("message changed while being sent")
+            self._s.write(memoryview(b)[:i])
             await self._s.drain()
 
-    async def _send_app(self, op, data):
+    async def _send_app(self, op, data, parts=None):
         if self._close_sent or self.closed:
             raise WSError("connection is closed")
         try:
-            await self._send(op, data)
+            await self._send(op, data, parts)
         except OSError as e:
             self._lost(e)
             raise WSError("connection lost: %s" % _why(e))
@@ -280,6 +297,11 @@ class WebSocket:
     async def send(self, data):
         # str -> text frame, bytes-like -> binary frame
         await self._send_app(_TEXT if isinstance(data, str) else _BINARY, data)
+
+    async def send_parts(self, parts):
+        # One text message from the str pieces parts() yields; parts() is
+        # called twice and must yield the same text both times.
+        await self._send_app(_TEXT, None, parts)
 
     async def ping(self, payload=b""):
         if len(payload) > 125:

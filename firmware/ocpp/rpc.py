@@ -52,7 +52,9 @@ def _frame_ok(msg):
 
 
 class Rpc:
-    # handlers: {action: fn(payload) -> response dict | (response dict, after)}
+    # handlers: {action: fn(payload) -> response | (response, after)}
+    #   response: a dict, or for a large one a generator function yielding its
+    #   JSON text in pieces (sent as they come: GetConfiguration of every key).
     #   `after` is a coroutine function run once the response has been sent
     #   (TriggerMessage, Reset: the confirmation goes first).
     # gate(action) -> None to dispatch normally, False to leave the CALL
@@ -80,6 +82,18 @@ class Rpc:
         text = json.dumps(msg)
         _log_frame(">>", text)
         await self.ws.send(text)
+
+    async def _send_parts(self, msg_id, payload):
+        # A CALLRESULT whose payload() yields its JSON text in pieces: it is
+        # logged and sent piece by piece, never held whole in memory.
+        head = "[3,%s," % json.dumps(msg_id)
+
+        def parts():
+            yield head
+            yield from payload()
+            yield "]"
+        log.frame_parts(">>", parts)
+        await self.ws.send_parts(parts)
 
     # ---- outbound -------------------------------------------------------
     async def call(self, action, payload, timeout=30):
@@ -208,7 +222,10 @@ class Rpc:
 
     async def result(self, msg_id, payload):
         try:
-            await self._send([_RESULT, msg_id, payload])
+            if callable(payload):  # a large answer, as JSON text in pieces
+                await self._send_parts(msg_id, payload)
+            else:
+                await self._send([_RESULT, msg_id, payload])
         except MemoryError as e:  # the answer does not fit the heap: say so
             gc.collect()
             log.exc("ocpp", "could not send answer", e)

@@ -6,6 +6,7 @@
 # steps:   send:TEXT  sendn:N (N-byte text)  sendu (non-ASCII text)  sendb:HEX  recv  recvall
 #          ping  sleep:S  close[:CODE[:REASON]]  bgclose (close() while another task is in recv())
 #          conc:TASKS:COUNT:SIZE (concurrent senders, server pings answered meanwhile)
+#          sendp:N (one text message from N pieces via send_parts, the last non-ASCII)
 import sys
 import asyncio
 import hashlib
@@ -48,6 +49,9 @@ async def step(w, s):
         await w.send("0123456789abcdef" * (int(arg) // 16) + "x" * (int(arg) % 16))
     elif cmd == "sendu":
         await w.send(UNI)
+    elif cmd == "sendp":
+        n = int(arg)
+        await w.send_parts(lambda: (("piece-%d;" % i) if i < n - 1 else UNI for i in range(n)))
     elif cmd == "sendb":
         await w.send(binascii.unhexlify(arg))
     elif cmd == "recv":

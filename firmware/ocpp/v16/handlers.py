@@ -31,6 +31,8 @@ def table(cp):
     def get_configuration(p):
         # §5.8: at most GetConfigurationMaxKeys keys are looked up.
         keys = p.get("key")
+        if not keys:  # every key: streamed, it is the largest answer we give
+            return config.all_items_json
         limit = config.get("GetConfigurationMaxKeys")
         known, unknown = config.items(keys[:limit] if keys else None)
         answer = {"configurationKey": known}

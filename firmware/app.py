@@ -13,6 +13,10 @@ from config import Config
 from station import Station, Connector
 import tasks
 from tasks import guard
+# The OCPP session's modules are imported first, before any runtime object:
+# their code then lies packed at the bottom of the heap, not between objects.
+from ocpp.v16.chargepoint import ChargePoint
+from ocpp import link
 
 _OPTIONS = {"--board": "board", "--data": "data", "--csms": "CsmsUrl", "--cp": "ChargePointId", "--ca": "ca"}
 
@@ -93,21 +97,11 @@ async def run(opts):
     log.info("boot", "charge point %s, board %s, CSMS %s" % (
         config.get("ChargePointId"), board.get("name", "?"), config.get("CsmsUrl")))
 
-    from hw import build
-    ctx = build.Context(board, data)
-    connectors, meters = build_connectors(board, ctx)
+    connectors, meters, reader, watchdog, boot_fields = await build_hardware(board, data, safe)
     station = Station(config, connectors, store)
-    reader = None if "reader" in safe else build.reader(board.get("reader"), ctx)
-    watchdog = build.watchdog(board.get("watchdog"), ctx)
-    if watchdog:  # fed from now on: identification and Wi-Fi can take a while
-        from hw.watchdog import feeder
-        guard("watchdog", lambda: feeder(watchdog, 1000))
-    boot_fields = await identify(board, ctx, connectors, "modem" not in safe)
     if safe:  # reported to the CSMS as a warning on connector 0
         connectors[0].warning = "InternalError"
         connectors[0].info = ("safe mode: " + ",".join(safe))[:50]
-    from ocpp.v16.chargepoint import ChargePoint
-    from ocpp import link
     cp = ChargePoint(station, config, boot_fields, root)
     cp.on_reset = restart
     gc.collect()
@@ -148,6 +142,20 @@ def restart(hard):
         import machine
         (machine.reset if hard else machine.soft_reset)()
     raise SystemExit(RESTART_EXIT)
+
+
+async def build_hardware(board, data, safe):
+    # The ports the board file describes, and the BootNotification fields the
+    # hardware reports. -> (connectors, meters, reader, watchdog, boot fields)
+    from hw import build
+    ctx = build.Context(board, data)
+    connectors, meters = build_connectors(board, ctx)
+    reader = None if "reader" in safe else build.reader(board.get("reader"), ctx)
+    watchdog = build.watchdog(board.get("watchdog"), ctx)
+    if watchdog:  # fed from now on: identification and Wi-Fi can take a while
+        from hw.watchdog import feeder
+        guard("watchdog", lambda: feeder(watchdog, 1000))
+    return connectors, meters, reader, watchdog, await identify(board, ctx, connectors, "modem" not in safe)
 
 
 async def identify(board, ctx, connectors, with_modem=True):

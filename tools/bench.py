@@ -17,7 +17,10 @@ Prints one table and writes the same figures to build/bench.json:
    (console `mem`) and micropython.mem_peak() (console `quit`; on this port it
    counts memory the GC has freed, so it overstates), at the smallest passing
    heap and at the default heap. The heap runs log every frame (--frames), as
-   the test suite does.
+   the test suite does. A third bisection runs the same .mpy files from a ROMFS
+   image (tools/romfs_main.py): the bytecode executes in place, as frozen
+   modules or a ROM partition do on a board; the unix port holds the image in
+   one heap block, whose size is subtracted.
 2. Code size: .mpy bytes of firmware/ + lib/ for xtensawin and armv6m, main.py
    compiled on its own (build_mpy leaves it out: boards run it from source), and
    the modules a board holds (its manifest.py, without the unix-only ones).
@@ -77,9 +80,11 @@ from ocpp.v16 import call  # noqa: E402
 BUILD = ROOT / "build" / "bench"
 MPY_OUT = ROOT / "build" / "mpy"  # build_mpy --arch x64 --out build/mpy -> build/mpy/x64
 MAIN_DIR = BUILD / "main"  # main.py, as source, alone in its directory
+ROMFS_IMAGE = BUILD / "romfs.img"  # build/mpy/x64 as a ROMFS image (mpremote romfs build)
 MODES = {  # name -> (main.py to run, MICROPYPATH)
     "mpy": (str((MAIN_DIR / "main.py").relative_to(ROOT)), "build/mpy/x64:.frozen"),
     "source": ("firmware/main.py", "firmware:lib:.frozen"),
+    "romfs": ("tools/romfs_main.py", ".frozen"),  # .mpy executed in place from ROMFS_IMAGE
 }
 HEAP_LO, HEAP_HI, HEAP_STEP = 32, 512, 4  # K
 CALLS = 200  # timed calls per operation and charge point
@@ -516,6 +521,17 @@ def table(res):
         else:
             fig = "%dK passes, %dK fails" % (m["smallest_k"], m["fails_k"])
         rows.append(("smallest `-X heapsize`, full session, modules " + what, fig, "", ""))
+    m = h.get("romfs")
+    if m and m["smallest_k"] is not None and m["fails_k"] is not None:
+        img = res["romfs_image"]
+        rows.append(("the same, .mpy executed in place from a ROMFS image (as frozen modules on a board): "
+                     "heap needed beside the %.1f KB image" % (img / 1024),
+                     "%.1f KB passes, %.1f KB fails (%dK / %dK heaps)" % (
+                         (m["smallest_k"] * 1024 - img) / 1024, (m["fails_k"] * 1024 - img) / 1024,
+                         m["smallest_k"], m["fails_k"]), "", ""))
+        if m.get("live") is not None:
+            rows.append(("  its live heap after gc.collect() at the session's end, without the image",
+                         kb(m["live"] - img), "", ""))
     m = h.get("mpy", {})
     if m.get("live") is not None:
         rows.append(("live heap after gc.collect() at the session's end (.mpy, %dK heap)" % m["smallest_k"],
@@ -601,6 +617,11 @@ def main():
     shutil.rmtree(MAIN_DIR, ignore_errors=True)
     MAIN_DIR.mkdir(parents=True)
     shutil.copyfile(ROOT / "firmware" / "main.py", MAIN_DIR / "main.py")
+    ROMFS_IMAGE.unlink(missing_ok=True)
+    subprocess.run([str(Path(sys.executable).parent / "mpremote"), "romfs", "--no-mpy", "-o", str(ROMFS_IMAGE),
+                    "build", str(MPY_OUT / "x64")], check=True, capture_output=True)
+    os.environ["ROMFS_IMAGE"] = str(ROMFS_IMAGE)
+    res_image = ROMFS_IMAGE.stat().st_size
     log("x64 .mpy in build/mpy/x64 (%d modules); main.py runs from build/bench/main/main.py" % len(sizes))
 
     v = subprocess.run([MICROPYTHON, "-c", "import sys; print(repr((sys.implementation.version, sys.platform, "
@@ -609,12 +630,12 @@ def main():
     version = "v%d.%d.%d%s, %s, %d-bit" % (v[0][:3] + ("-" + v[0][3] if v[0][3:] and v[0][3] else "", v[1],
                                                      64 if v[2] else 32))
     res = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "micropython": version, "host": platform.node(),
-           "cpus": os.cpu_count(), "python": platform.python_version(), "heap": {}}
+           "cpus": os.cpu_count(), "python": platform.python_version(), "heap": {}, "romfs_image": res_image}
     res["code"] = code_size()
     log("code size: xtensawin %d B with main.py" % res["code"]["xtensawin"]["total_bytes"])
 
     # 1. Heap bisections, .mpy and source side by side (no timing is measured in them).
-    modes = ["mpy"] + ([] if args.no_source else ["source"])
+    modes = ["mpy", "romfs"] + ([] if args.no_source else ["source"])
     threads = [threading.Thread(target=lambda m=m: res["heap"].__setitem__(m, smallest_heap(m, log)))
                for m in modes]
     for t in threads:

@@ -236,9 +236,9 @@ def test_echo_text_binary_all_length_encodings(net):
 
 def test_message_sent_in_pieces(net):
     # send_parts: one frame whose payload is masked piece by piece through the
-    # scratch buffer, in chunks once it is larger than the buffer (1 KB).
+    # frame buffer.
     port = net.ws(echo_handler(net))
-    counts = [1, 3, 1000, 5000]  # 5000 pieces: about 49 KB in 49 chunks
+    counts = [1, 3, 1000, 5000]  # 5000 pieces: about 49 KB
 
     def text(n):
         return "".join("piece-%d;" % i for i in range(n - 1)) + UNI
@@ -249,6 +249,10 @@ def test_message_sent_in_pieces(net):
     lines = probe("ws://127.0.0.1:%d/ocpp/CP001" % port, "--max", "100000", *steps, "close")
     assert lines[:-2] == ["CONNECTED ocpp1.6"] + [recv_line(text(n)) for n in counts], lines
     assert lines[-2].startswith("CLOSED True")
+    # With no room for a 49 KB frame buffer it goes out in chunks of the scratch buffer.
+    lines = probe("ws://127.0.0.1:%d/ocpp/CP001" % port, "--max", "100000", "fill:30000", "sendp:5000", "free",
+                  "recv", "close")
+    assert lines[:2] == ["CONNECTED ocpp1.6", recv_line(text(5000))], lines
 
 
 def test_fragmented_messages_from_server(net):

@@ -247,9 +247,10 @@ class WebSocket:
     async def _send(self, op, data, parts=None):
         # RFC 6455 sections 5.2, 5.3: one masked frame of `data`, or of the
         # pieces that parts() yields (called twice: for the length, then for the
-        # payload), so a large message is never whole in memory. The frame is
-        # masked into the scratch buffer, which grows up to _KEEP bytes; a
-        # frame that fits goes out in ONE write, a bigger one in _KEEP chunks.
+        # payload), so a large message's text is never whole in memory. The
+        # frame goes out in ONE write from the scratch buffer (kept, up to _KEEP
+        # bytes) or a buffer of its size; when the heap has no room for that,
+        # in chunks of the scratch buffer (TCP's Nagle delay then adds latency).
         if parts is None:
             n = len(memoryview(data))  # a str gives its UTF-8 bytes
         else:
@@ -260,8 +261,13 @@ class WebSocket:
         t = j + 4 + n
         async with self._lock:  # the scratch buffer and the wire are shared
             b = self._wbuf
-            if len(b) < t and len(b) < _KEEP:
-                b = self._wbuf = bytearray(min(t, _KEEP))
+            if len(b) < t:
+                try:
+                    b = bytearray(t)
+                    if t <= _KEEP:
+                        self._wbuf = b
+                except MemoryError:
+                    pass  # chunks of the scratch buffer
             b[0] = 0x80 | op
             b[1] = 0x80 | (n if j == 2 else 126 if j == 4 else 127)
             for i in range(2, j):  # extended length, big-endian

@@ -177,6 +177,7 @@ def session_run(mode, heap=None, frames=True, stall=False):
             line = fw.ask("stall", r"loop stall")
             r["stall_us"], r["stall_over_s"] = num(r"longest (\d+) us", line), num(r"over (\d+) s", line)
         r["live"] = num(r"memory: (\d+) bytes in use", fw.ask("mem", r"memory: \d+ bytes in use"))
+        r["qstr"] = num(r"n_total_bytes=(\d+)", fw.wait_line(r"qstr pool: .*n_total_bytes=\d+"))
         r["peak"] = quit_fw(fw)
         bad = [l for l in fw.lines if "Traceback" in l or "MemoryError" in l]
         if bad:
@@ -226,7 +227,7 @@ def smallest_heap(mode, log):
             lo = mid
     out["smallest_k"], out["fails_k"] = hi, lo
     best = [r for r in runs if r["k"] == hi][0]
-    out["live"], out["peak"] = best["live"], best["peak"]
+    out["live"], out["peak"], out["qstr"] = best["live"], best["peak"], best["qstr"]
     return out
 
 
@@ -532,6 +533,8 @@ def table(res):
         if m.get("live") is not None:
             rows.append(("  its live heap after gc.collect() at the session's end, without the image",
                          kb(m["live"] - img), "", ""))
+            rows.append(("  of which interned names (qstr pools; frozen modules keep theirs in flash)",
+                         kb(m["qstr"]), "", ""))
     m = h.get("mpy", {})
     if m.get("live") is not None:
         rows.append(("live heap after gc.collect() at the session's end (.mpy, %dK heap)" % m["smallest_k"],

@@ -77,6 +77,7 @@ async def _command(station, config, cp, meters, w):
         # Heap in use after a full collection (the fuzz test bounds its growth).
         gc.collect()
         log.info("console", "memory: %d bytes in use, %d free" % (gc.mem_alloc(), gc.mem_free()))
+        micropython.qstr_info()  # interned names: in RAM when loaded, in flash when frozen
     elif cmd == "stall":
         # The first call starts the monitor; each call reports the longest stall so far.
         if _stall is None:

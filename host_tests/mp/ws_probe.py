@@ -7,6 +7,7 @@
 #          ping  sleep:S  close[:CODE[:REASON]]  bgclose (close() while another task is in recv())
 #          conc:TASKS:COUNT:SIZE (concurrent senders, server pings answered meanwhile)
 #          sendp:N (one text message from N pieces via send_parts, the last non-ASCII)
+#          fill:N (hold all but about N bytes of the heap, so big frames must go in chunks)  free
 import sys
 import asyncio
 import hashlib
@@ -49,6 +50,15 @@ async def step(w, s):
         await w.send("0123456789abcdef" * (int(arg) // 16) + "x" * (int(arg) % 16))
     elif cmd == "sendu":
         await w.send(UNI)
+    elif cmd == "fill":
+        import gc
+        gc.collect()
+        global _ballast
+        _ballast = []
+        while gc.mem_free() > int(arg) + 2048:
+            _ballast.append(bytearray(1024))
+    elif cmd == "free":
+        _ballast.clear()
     elif cmd == "sendp":
         n = int(arg)
         await w.send_parts(lambda: (("piece-%d;" % i) if i < n - 1 else UNI for i in range(n)))

@@ -15,7 +15,7 @@ import build_mpy  # noqa: E402
 
 # The smallest -X heapsize at which budget_session passed with .mpy modules (make bench,
 # 2026-12-01: 200K passes, 196K fails; x64 unix port; 252K before GetConfiguration was
-# streamed), rounded up to the next 16K. The target is 64K: see README, Figures.
+# streamed), rounded up to the next 16K. The target is 64K: see README, Performance.
 # Lower it as the memory work lands: `make bench` prints the new smallest heap.
 HEAP_BUDGET = "208K"
 MPY_BUDGET = 120 * 1024  # bytes: .mpy of firmware/ + lib/ for xtensawin, main.py compiled too

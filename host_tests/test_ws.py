@@ -253,6 +253,11 @@ def test_message_sent_in_pieces(net):
     lines = probe("ws://127.0.0.1:%d/ocpp/CP001" % port, "--max", "100000", "fill:30000", "sendp:5000", "free",
                   "recv", "close")
     assert lines[:2] == ["CONNECTED ocpp1.6", recv_line(text(5000))], lines
+    # Pieces that differ between the length pass and the payload pass: the
+    # frame is broken, so the connection is dropped rather than left corrupt.
+    lines = probe("ws://127.0.0.1:%d/ocpp/CP001" % port, "sendchanging", "send:after")
+    assert lines == ["CONNECTED ocpp1.6", "WSERROR connection lost: the message changed while it was being sent "
+                     "closed", "WSERROR connection is closed closed", "END closed"], lines
 
 
 def test_fragmented_messages_from_server(net):

@@ -17,7 +17,7 @@ _PING = const(9)
 _PONG = const(10)
 _CLOSE_WAIT = const(2)  # seconds to wait for the peer's close frame
 _MAX_HEADERS = const(40)  # response header lines accepted in the handshake
-_KEEP = const(1024)  # largest frame scratch buffer: bigger frames go out in chunks of it
+_KEEP = const(1024)  # largest frame scratch buffer kept between sends
 
 
 class WSError(Exception):
@@ -286,8 +286,8 @@ class WebSocket:
                     b[i] = c ^ k[x & 3]
                     i += 1
                     x += 1
-            if x != n:  # parts() gave different pieces the second time
-                raise ValueError("message changed while being sent")
+            if x != n:  # parts() gave other pieces the second time: the frame is broken
+                raise OSError("the message changed while it was being sent")
             self._s.write(memoryview(b)[:i])
             await self._s.drain()
 

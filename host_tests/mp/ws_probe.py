@@ -7,6 +7,7 @@
 #          ping  sleep:S  close[:CODE[:REASON]]  bgclose (close() while another task is in recv())
 #          conc:TASKS:COUNT:SIZE (concurrent senders, server pings answered meanwhile)
 #          sendp:N (one text message from N pieces via send_parts, the last non-ASCII)
+#          sendchanging (send_parts whose pieces differ between its two passes)
 #          fill:N (hold all but about N bytes of the heap, so big frames must go in chunks)  free
 import sys
 import asyncio
@@ -57,6 +58,13 @@ async def step(w, s):
         _ballast = []
         while gc.mem_free() > int(arg) + 2048:
             _ballast.append(bytearray(1024))
+    elif cmd == "sendchanging":
+        calls = []
+
+        def parts():
+            calls.append(1)
+            yield "x" * (100 * len(calls))
+        await w.send_parts(parts)
     elif cmd == "free":
         _ballast.clear()
     elif cmd == "sendp":

@@ -7,6 +7,7 @@ import hashlib
 import os
 import time
 from errno import ECONNREFUSED, EHOSTUNREACH, ETIMEDOUT
+import micropython
 from micropython import const
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 section 1.3
@@ -22,6 +23,15 @@ _KEEP = const(1024)  # largest frame scratch buffer kept between sends
 
 class WSError(Exception):
     pass
+
+
+@micropython.viper
+def _mask(dst: ptr8, d: int, src: ptr8, s: int, n: int, key: ptr8, x: int):
+    # dst[d:d+n] = src[s:s+n] XOR the masking key from payload byte x on (RFC
+    # 6455 section 5.3). Native code: a Python loop per byte took 2.5 ms per
+    # 5 KB on x64, tens of ms of event-loop stall on a microcontroller.
+    for j in range(n):
+        dst[d + j] = src[s + j] ^ key[(x + j) & 3]
 
 
 def pem_to_der(text):
@@ -278,14 +288,18 @@ class WebSocket:
             m = len(b)
             x = 0  # payload byte count, for the mask
             for piece in (data,) if parts is None else parts():
-                for c in memoryview(piece):
+                size = len(memoryview(piece))  # a str gives its UTF-8 bytes
+                s = 0
+                while s < size:
                     if i == m:  # scratch full: out it goes before it is refilled
                         self._s.write(b)
                         await self._s.drain()
                         i = 0
-                    b[i] = c ^ k[x & 3]
-                    i += 1
-                    x += 1
+                    c = min(m - i, size - s)
+                    _mask(b, i, piece, s, c, k, x)
+                    i += c
+                    s += c
+                    x += c
             if x != n:  # parts() gave other pieces the second time: the frame is broken
                 raise OSError("the message changed while it was being sent")
             self._s.write(memoryview(b)[:i])

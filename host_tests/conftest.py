@@ -138,27 +138,27 @@ def firmware_factory(tmp_path):
 
 # ---- certificates (openssl CLI): a test CA, a server for localhost, a client ----
 
+def make_cert(d, name, subject, *ext, ca=None):
+    """d/name.pem and d/name.key: an EC P-256 certificate, self-signed or signed by d/ca.pem."""
+    cmd = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+           "-days", "2", "-keyout", d / (name + ".key"), "-out", d / (name + ".pem"), "-subj", subject]
+    if ca:
+        cmd += ["-CA", d / (ca + ".pem"), "-CAkey", d / (ca + ".key")]
+    for e in ext:
+        cmd += ["-addext", e]
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory):
     d = tmp_path_factory.mktemp("pki")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"]
-
-    def req(name, subject, *ext, ca=None):
-        cmd = ["openssl", "req", "-x509", *ec, "-keyout", d / (name + ".key"), "-out", d / (name + ".pem"),
-               "-subj", subject]
-        if ca:
-            cmd += ["-CA", d / (ca + ".pem"), "-CAkey", d / (ca + ".key")]
-        for e in ext:
-            cmd += ["-addext", e]
-        subprocess.run(cmd, check=True, capture_output=True)
-
     ca_ext = ("basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign")
-    req("ca", "/CN=Test CSMS CA", *ca_ext)
-    req("ca2", "/CN=Some Other CA", *ca_ext)
-    req("server", "/CN=localhost", "basicConstraints=CA:FALSE",
-        "subjectAltName=DNS:localhost,IP:127.0.0.1", ca="ca")
-    req("otherhost", "/CN=otherhost", "basicConstraints=CA:FALSE", "subjectAltName=DNS:otherhost", ca="ca")
-    req("client", "/CN=CP001", "basicConstraints=CA:FALSE", "extendedKeyUsage=clientAuth", ca="ca")
+    make_cert(d, "ca", "/CN=Test CSMS CA", *ca_ext)
+    make_cert(d, "ca2", "/CN=Some Other CA", *ca_ext)
+    make_cert(d, "server", "/CN=localhost", "basicConstraints=CA:FALSE",
+              "subjectAltName=DNS:localhost,IP:127.0.0.1", ca="ca")
+    make_cert(d, "otherhost", "/CN=otherhost", "basicConstraints=CA:FALSE", "subjectAltName=DNS:otherhost", ca="ca")
+    make_cert(d, "client", "/CN=CP001", "basicConstraints=CA:FALSE", "extendedKeyUsage=clientAuth", ca="ca")
     (d / "bundle.pem").write_text((d / "ca2.pem").read_text() + (d / "ca.pem").read_text())
     return d
 

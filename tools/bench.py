@@ -73,7 +73,7 @@ os.chdir(ROOT)
 import build_mpy  # noqa: E402
 import deploy  # noqa: E402
 import scenario  # noqa: E402
-from conftest import MICROPYTHON, Firmware, server_tls  # noqa: E402
+from conftest import MICROPYTHON, Firmware, make_cert, server_tls  # noqa: E402
 from dev_csms import DevCSMS  # noqa: E402
 from ocpp.v16 import call  # noqa: E402
 
@@ -423,20 +423,10 @@ def latency(log):
 
 def make_pki(d):
     d.mkdir(parents=True, exist_ok=True)
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2"]
-
-    def req(name, subject, *ext, ca=None):
-        cmd = ["openssl", "req", "-x509", *ec, "-keyout", d / (name + ".key"), "-out", d / (name + ".pem"),
-               "-subj", subject]
-        if ca:
-            cmd += ["-CA", d / (ca + ".pem"), "-CAkey", d / (ca + ".key")]
-        for e in ext:
-            cmd += ["-addext", e]
-        subprocess.run(cmd, check=True, capture_output=True)
-
-    req("ca", "/CN=Bench CSMS CA", "basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign")
-    req("server", "/CN=localhost", "basicConstraints=CA:FALSE", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-        ca="ca")
+    make_cert(d, "ca", "/CN=Bench CSMS CA", "basicConstraints=critical,CA:TRUE",
+              "keyUsage=critical,keyCertSign,cRLSign")
+    make_cert(d, "server", "/CN=localhost", "basicConstraints=CA:FALSE",
+              "subjectAltName=DNS:localhost,IP:127.0.0.1", ca="ca")
     return d
 
 

@@ -588,6 +588,20 @@ def test_plug_debounce(tmp_path):
     assert seen["unplugged"] is False
 
 
+def test_board_uart_parity_and_stop_bits_reach_the_tty():
+    # An ABB B23 talks 8E1 by default: the board file's parity and stop bits
+    # must reach the tty. (A pty keeps the stop bits but drops parity.)
+    p = Pty()
+    try:
+        out = run_mp("-c", "from hw import build\nimport termios\n"
+                     "ctx = build.Context({'uarts': {'m': {'path': %r, 'baudrate': 19200, 'parity': 'E', 'stop': 2}}}, None)\n"
+                     "u = ctx.uart('m')\nprint(u._setting[2])\nprint(termios.tcgetattr(u._f.fileno())[2] & 0o100)"
+                     % p.path)
+    finally:
+        p.close()
+    assert "19200 Bd, parity 'E', 2 stop bit(s)" in out and out.split()[-1] == "64", out
+
+
 def test_build_ports_from_board_spec(tmp_path):
     (tmp_path / "coil").write_text("1")
     (tmp_path / "fb").write_text("0")

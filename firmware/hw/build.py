@@ -24,7 +24,7 @@ class Context:
             spec = self.board["uarts"][name]
             if "path" in spec:  # unix / Linux: a tty device
                 from hw.serial_unix import Serial
-                u = Serial(spec["path"], spec.get("baudrate", 9600))
+                u = Serial(spec["path"], spec.get("baudrate", 9600), spec.get("parity"), spec.get("stop", 1))
             else:  # microcontroller: machine.UART
                 from machine import UART
                 kw = {"baudrate": spec.get("baudrate", 9600)}

@@ -136,8 +136,7 @@ def restart(hard):
     # (Soft: the application software); the unix port ends the process with
     # RESTART_EXIT and its wrapper starts it again on the same data (its
     # machine.soft_reset would only exit with 0).
-    tasks.clean_stop()  # a commanded restart is no crash for the boot-loop guard
-    tasks.store.save("restart", {"by": "Reset"})  # a transaction left running ends with Reboot
+    tasks.clean_stop("Reset")  # no crash for the boot-loop guard; the next boot is a commanded restart
     if sys.platform not in ("linux", "darwin"):
         import machine
         (machine.reset if hard else machine.soft_reset)()
@@ -155,10 +154,11 @@ async def build_hardware(board, data, safe):
     if watchdog:  # fed from now on: identification and Wi-Fi can take a while
         from hw.watchdog import feeder
         guard("watchdog", lambda: feeder(watchdog, 1000))
-    return connectors, meters, reader, watchdog, await identify(board, ctx, connectors, "modem" not in safe)
+    modem = None if "modem" in safe else build.modem(board.get("modem"), ctx)
+    return connectors, meters, reader, watchdog, await identify(board, connectors, modem)
 
 
-async def identify(board, ctx, connectors, with_modem=True):
+async def identify(board, connectors, modem):
     # BootNotification fields from the hardware: the board file's, then what
     # the meter (type, serial number) and the modem (ICCID, IMSI) report.
     fields = dict(board.get("boot", {}))
@@ -167,8 +167,6 @@ async def identify(board, ctx, connectors, with_modem=True):
             for k, v in (await c.meter.identify()).items():
                 fields.setdefault(k, v)
             break
-    from hw import build
-    modem = build.modem(board.get("modem"), ctx) if with_modem else None
     if modem:
         fields.update(await modem.identify())
     return fields

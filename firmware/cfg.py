@@ -15,6 +15,7 @@ import io
 import json
 import log
 import config as _config
+import tasks
 from config import Config
 from storage import Store
 
@@ -265,9 +266,9 @@ def reset_defaults(confirm=None):
 @_safe("restart")
 def restart():
     # A commanded restart: a transaction still running is then ended with
-    # reason Reboot, not PowerLoss (the marker is read at the next boot).
+    # reason Reboot, not PowerLoss.
     _cfg()
-    _store.save("restart", {"by": "installer"})
+    tasks.clean_stop("installer", _store)
     if _on_board():
         import machine
 

@@ -76,9 +76,15 @@ async def boot_ok():
     clean_stop()
 
 
-def clean_stop():
-    if store is not None:
+def clean_stop(restart_by=None, st=None):
+    # A deliberate stop: the boot-loop count is cleared. With restart_by, the
+    # next boot is a commanded restart: a transaction still running then ends
+    # with reason Reboot, not PowerLoss (ChargePoint.recover reads "restart").
+    st = st or store
+    if st is not None:
         try:
-            store.save("boots", {"count": 0, "crashed": []})
+            st.save("boots", {"count": 0, "crashed": []})
+            if restart_by:
+                st.save("restart", {"by": restart_by})
         except OSError:
             pass

@@ -274,14 +274,20 @@ def test_unplugged_then_replugged(probe, sim_factory):
     assert len(probe.lines(r"INFO .*answers again \(after 5 failed polls\)")) == 1
 
 
-def test_two_meters_share_one_bus(probe, sim_factory):
+def sdm_and_abb_on_one_bus(probe, sim_factory, a, b):
+    """An SDM630 at address 1 (probe name a) and an ABB B23 at 2 (name b) on one bus."""
     sim = sim_factory("SDM630", address=1)
     sim.add_meter("ABB_B23", 2)
     sim.set(**PHYSICAL)
     sim.set(address=2, **PHYSICAL)
     bus(probe, sim)
-    probe("meter", "a", 1, "SDM630")
-    probe("meter", "b", 2, "ABB_B23")
+    probe("meter", a, 1, "SDM630")
+    probe("meter", b, 2, "ABB_B23")
+    return sim
+
+
+def test_two_meters_share_one_bus(probe, sim_factory):
+    sdm_and_abb_on_one_bus(probe, sim_factory, "a", "b")
     r = probe("concurrent", "a", "b", 5)
     assert (r["a"], r["b"], r["dropped"]) == (5, 5, 0)  # the bus lock kept frames apart
 
@@ -421,13 +427,7 @@ def test_values_the_meter_marks_invalid(probe, sim_factory):
     # Eastron NaN/infinite floats and ABB "not available" (all ones) are never
     # passed on: such a measurand is left out, and without a valid import
     # energy register there is no reading at all.
-    sim = sim_factory("SDM630", address=1)
-    sim.add_meter("ABB_B23", 2)
-    sim.set(**PHYSICAL)
-    sim.set(address=2, **PHYSICAL)
-    bus(probe, sim)
-    probe("meter", "sdm", 1, "SDM630")
-    probe("meter", "abb", 2, "ABB_B23")
+    sim = sdm_and_abb_on_one_bus(probe, sim_factory, "sdm", "abb")
     sim.set(voltage_v=(230.0, float("nan"), 230.0), frequency_hz=float("inf"))
     v = probe("read", "sdm")["values"]
     assert VOLTAGE not in v and FREQ not in v and v[CURRENT] == list(PHYSICAL["current_a"])

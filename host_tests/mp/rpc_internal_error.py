@@ -3,19 +3,7 @@
 import asyncio
 import json
 from ocpp.rpc import Rpc
-
-
-class MemoryLink:
-    def __init__(self, frames):
-        self.inbox = list(frames)
-        self.sent = []
-
-    async def recv(self):
-        await asyncio.sleep(0)
-        return self.inbox.pop(0) if self.inbox else None
-
-    async def send(self, text):
-        self.sent.append(text)
+from memory_link import MemoryLink
 
 
 def broken(p):

@@ -5,19 +5,7 @@
 import asyncio
 import gc
 from ocpp.rpc import Rpc
-
-
-class MemoryLink:
-    def __init__(self, frames):
-        self.inbox = list(frames)
-        self.sent = []
-
-    async def recv(self):
-        await asyncio.sleep(0)
-        return self.inbox.pop(0) if self.inbox else None
-
-    async def send(self, text):
-        self.sent.append(text[:60])
+from memory_link import MemoryLink
 
 
 def big(p):
@@ -34,7 +22,7 @@ async def main():
     gc.collect()
     depth = gc.mem_free() // 8  # each nesting level costs a list object and a parser stack slot
     deep = "[" * depth + "]" * depth
-    link = MemoryLink([deep, '[2,"c1","Big",{}]', '[2,"c2","Fine",{}]'])
+    link = MemoryLink([deep, '[2,"c1","Big",{}]', '[2,"c2","Fine",{}]'], keep=60)
     deep = None
     rpc = Rpc({"Big": big, "Fine": fine}, lambda a, p, r: None)
     await rpc.serve(link)

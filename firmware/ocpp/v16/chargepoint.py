@@ -386,8 +386,10 @@ class ChargePoint:
         # died) are ended now, after their earlier queued messages: reason
         # PowerLoss (Reboot after a commanded restart), meterStop from the meter.
         store = self.station.store
-        reason = "Reboot" if store.load("restart") else "PowerLoss"
-        store.remove("restart")  # it describes this boot only
+        reason = "PowerLoss"
+        if store.load("restart"):  # written by tasks.clean_stop: it describes this boot only
+            reason = "Reboot"
+            store.remove("restart")
         lost = self.station.interrupted
         if not lost:
             return

@@ -34,7 +34,7 @@ def table(cp):
         if not keys:  # every key: streamed, it is the largest answer we give
             return config.all_items_json
         limit = config.get("GetConfigurationMaxKeys")
-        known, unknown = config.items(keys[:limit] if keys else None)
+        known, unknown = config.items(keys[:limit])
         answer = {"configurationKey": known}
         if unknown:
             answer["unknownKey"] = unknown

@@ -20,7 +20,11 @@ A fair judge for fault-injection tests, as a real CSMS with a database is:
   like a crash: connections dropped without a close frame) and comes back on the
   same port keeping its whole record (`transactions`, `frames`, the id counter);
 - `delay[action] = seconds` answers that action late; `silent[action] = n` (or True)
-  leaves the next n (or all) CALLs of that action unanswered (recorded in `unanswered`).
+  leaves the next n (or all) CALLs of that action unanswered (recorded in `unanswered`);
+  `errors[action] = (code, n or True)` answers the next n (or all) CALLs of that action
+  with a CALLERROR of that code instead of its CALLRESULT (recorded in `errored`), as a
+  CSMS that fails to process a message does (OCPP-J 1.6 §4.2.3); a dict instead of a
+  code is sent as the CALLRESULT payload as it is (an invalid answer).
 """
 import argparse
 import asyncio
@@ -97,9 +101,16 @@ class Recorder:
         self.recv_calls = {}  # the charge point's CALL ids -> action, for delay/silent
 
     async def recv(self):
-        text = await self.conn.recv()
-        self.csms.record("<<", self.cp_id, text, self)
-        return text
+        while True:
+            text = await self.conn.recv()
+            self.csms.record("<<", self.cp_id, text, self)
+            answer = self.csms.error_for(self.cp_id, text)
+            if answer is None:
+                return text
+            # The CALL never reaches the ocpp library's handler: nothing of it is recorded
+            # as processed (no transaction numbered, no status kept).
+            self.csms.record(">>", self.cp_id, answer, self)
+            await self.conn.send(answer)
 
     async def send(self, text):
         csms = self.csms
@@ -242,6 +253,8 @@ class DevCSMS:
         self.delay = {}  # action -> seconds before answering
         self.silent = {}  # action -> CALLs left unanswered (int) or True for all
         self.unanswered = []  # (time, cp, action, the answer not sent)
+        self.errors = {}  # action -> (CALLERROR code, CALLs left to answer so: int or True)
+        self.errored = []  # (time, cp, action, code) of the CALLERRORs sent
         self.restarts = 0
         self._listen = None  # (host, port, ssl) of the last start_in_thread
 
@@ -250,6 +263,29 @@ class DevCSMS:
         if self.boot_replies:
             return self.boot_replies.pop(0)
         return "Accepted", self.heartbeat_interval
+
+    def error_for(self, cp_id, text):
+        # The CALLERROR that `errors` asks for, as text, for a CALL of the charge point; else None.
+        if not self.errors or not isinstance(text, str) or not text.startswith("[2"):
+            return None
+        try:
+            msg = json.loads(text)
+            msg_id, action = msg[1], msg[2]
+        except (ValueError, IndexError, TypeError, KeyError):
+            return None
+        if action not in self.errors:
+            return None
+        code, left = self.errors[action]
+        if left is not True:
+            if left <= 1:
+                del self.errors[action]
+            else:
+                self.errors[action] = (code, left - 1)
+        self.errored.append((time.time(), cp_id, action, code))
+        log.info("answering %s of %s with CALLERROR %s", action, cp_id, code)
+        if isinstance(code, dict):
+            return json.dumps([3, msg_id, code])
+        return json.dumps([4, msg_id, code, "dev CSMS: %s answered with an error on purpose" % action, {}])
 
     def tag_status(self, id_tag):
         return self.tags.get(id_tag, "Accepted" if self.accept_unknown_tags else "Invalid")

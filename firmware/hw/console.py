@@ -101,8 +101,13 @@ async def _command(station, config, cp, meters, w):
         log.info("console", "flash: %d bytes of state, %d bytes of queue, %d bytes programmed in %d writes" % (
             station.store.bytes_written, cp.outbox.bytes_written, dev.bytes if dev else 0, dev.writes if dev else 0))
     elif cmd == "datatransfer":
-        answer = await cp.data_transfer(w[1], w[2] if len(w) > 2 else None, " ".join(w[3:]) if len(w) > 3 else None)
-        log.info("console", "DataTransfer answer: %s" % answer)
+        from ocpp.rpc import CallError
+        try:
+            answer = await cp.data_transfer(w[1], w[2] if len(w) > 2 else None, " ".join(w[3:]) if len(w) > 3 else None)
+        except CallError as e:
+            log.warn("console", "DataTransfer failed, the CSMS answered %s %s" % (e.code, e.desc))
+        else:
+            log.info("console", "DataTransfer answer: %s" % answer)
     else:
         log.warn("console", "unknown command %r; %s" % (cmd, HELP))
     return False

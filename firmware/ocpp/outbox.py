@@ -36,7 +36,8 @@ class Entry:
         self.action = action
         self.payload = payload
         self.local = local  # our transaction number, or None for volatile messages
-        self.attempts = 0
+        self.attempts = 0  # sends the CSMS failed to process
+        self.retry_at = None  # ticks_ms before which it is not sent again
 
 
 class Outbox:
@@ -106,9 +107,18 @@ class Outbox:
             self._head = Entry(rec[1], rec[2], rec[4], rec[3])
         return self._head
 
+    def peek_volatile(self):
+        # -> the oldest message that is not transaction-related, or None: it
+        # may go while a transaction message waits for its retry.
+        if not self.volatile:
+            return None
+        v = self.volatile[0]
+        return Entry(v[0], v[1], v[2], None)
+
     def pop(self, e):
         # Entry e was answered (or given up): remove it for good.
-        self._head = None
+        if self._head is not None and self._head.seq == e.seq:
+            self._head = None
         if e.local is None:
             for i, v in enumerate(self.volatile):
                 if v[0] == e.seq:

@@ -19,9 +19,10 @@ _MAX_ID = const(36)
 
 
 class CallError(Exception):
-    # The CSMS answered our CALL with a CALLERROR.
+    # The CSMS answered our CALL with a CALLERROR (or with an invalid answer).
+    # super(): MicroPython's Exception has no __init__ attribute to call directly.
     def __init__(self, code, desc):
-        Exception.__init__(self, code)
+        super().__init__(code)
         self.code = code
         self.desc = desc
 
@@ -122,7 +123,8 @@ class Rpc:
             if reply is None:
                 raise NotConnected()
             if reply[0] == _ERROR:
-                raise CallError(reply[2], reply[3] if len(reply) > 3 else "")
+                desc = reply[3] if len(reply) > 3 and type(reply[3]) is str else ""
+                raise CallError(reply[2][:40], desc[:120])
             bad = self.check(action, reply[2], True)
             if bad:
                 # A malformed answer is treated like an error answer.

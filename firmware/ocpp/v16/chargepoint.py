@@ -25,6 +25,13 @@ _PHASES = ("L1", "L2", "L3")
 _VOLT_PHASES = ("L1-N", "L2-N", "L3-N")
 
 
+def _why(e):
+    # A failed CALL of ours in a few words for the log.
+    if isinstance(e, CallError):
+        return "the CSMS answered %s %s" % (e.code, e.desc)
+    return "no answer" if isinstance(e, CallTimeout) else "not connected"
+
+
 def sampled_values(reading, measurands, context):
     # [{"value": "1234", "context": ..., "measurand": ..., "unit": ...}, ...]
     out = []
@@ -129,7 +136,8 @@ class ChargePoint:
                 self._learn(id_tag, answer["idTagInfo"])
                 return answer["idTagInfo"]
             except (CallError, CallTimeout, NotConnected) as e:
-                log.warn("auth", "Authorize for %s got no answer (%s), deciding offline" % (id_tag, type(e).__name__))
+                # §3.5: an error answer is decided like no answer, by the offline rules
+                log.warn("auth", "Authorize for %s failed (%s), deciding offline" % (id_tag, _why(e)))
         return auth.offline(id_tag)
 
     def _learn(self, id_tag, info):
@@ -239,8 +247,10 @@ class ChargePoint:
             try:
                 answer = await self.rpc.call("BootNotification", p)
             except (CallError, CallTimeout) as e:
-                log.warn("boot", "BootNotification failed (%s), retrying in %d s" % (type(e).__name__, wait))
-                await asyncio.sleep(wait)
+                # §4.2: an error answer is no registration; the next try waits
+                # BootRetryInterval, even across a reconnect.
+                log.warn("boot", "BootNotification failed (%s), retrying in %d s" % (_why(e), wait))
+                self._boot_not_before = time.ticks_add(time.ticks_ms(), wait * 1000)
                 continue
             status = answer["status"]
             self.registration = status
@@ -260,6 +270,15 @@ class ChargePoint:
     async def _send_loop(self):
         while True:
             e = self.outbox.peek()
+            if e is not None and e.retry_at is not None:
+                wait = time.ticks_diff(e.retry_at, time.ticks_ms())
+                if wait > 0:
+                    # A transaction message waits for its retry: messages that
+                    # are not transaction-related need not wait behind it.
+                    e = self.outbox.peek_volatile()
+                    if e is None:
+                        await self._idle(wait)
+                        continue
             if e is None:
                 await self._idle()
                 continue
@@ -267,17 +286,18 @@ class ChargePoint:
                 tx_id = self.outbox.tx_id(e.local)
                 if tx_id is None:
                     # Its StartTransaction was given up: the CSMS cannot place it.
-                    log.warn("outbox", "%s for a transaction the CSMS never numbered dropped" % e.action)
+                    log.warn("outbox", "%s of transaction %d dropped: the CSMS never numbered the transaction" % (
+                        e.action, e.local))
                     self.outbox.pop(e)
                     continue
                 e.payload["transactionId"] = tx_id
             try:
                 answer = await self.rpc.call(e.action, e.payload, self.config.get("MessageTimeout"))
             except CallError as err:
-                await self._failed(e, err.code)
+                self._failed(e, "%s %s" % (err.code, err.desc))
                 continue
             except CallTimeout:
-                await self._failed(e, "no answer")
+                self._failed(e, "no answer within MessageTimeout")
                 continue
             if e.action == "StartTransaction":
                 self.outbox.set_id(e.local, answer["transactionId"])
@@ -293,19 +313,24 @@ class ChargePoint:
                 return c.transaction
         return None
 
-    async def _failed(self, e, why):
-        # OCPP 1.6 §4.x: a transaction message the CSMS fails to process (an
-        # error or no answer) is tried TransactionMessageAttempts times, waiting
-        # TransactionMessageRetryInterval x attempt between tries. A lost link
-        # is no attempt: the message waits for the next connection.
+    def _failed(self, e, why):
+        # OCPP 1.6 §3.7.1 (errata): a transaction message the CSMS fails to
+        # process (a CALLERROR, an invalid answer or none) is sent at most
+        # TransactionMessageAttempts times, waiting TransactionMessageRetryInterval
+        # x the number of earlier sends before each resend, then skipped. Other
+        # messages are not resent: the next status or reading supersedes them.
+        # A lost link is no attempt: the message waits for the next connection.
         e.attempts += 1
+        what = e.action if e.local is None else "%s of transaction %d" % (e.action, e.local)
         if e.local is None or e.attempts >= self.config.get("TransactionMessageAttempts"):
-            log.warn("outbox", "%s given up after %d attempt(s): %s" % (e.action, e.attempts, why))
+            log.warn("outbox", "%s dropped after %d attempt%s, the CSMS did not process it: %s%s" % (
+                what, e.attempts, "" if e.attempts == 1 else "s", why,
+                "; its later messages go too" if e.action == "StartTransaction" else ""))
             self.outbox.pop(e)
             return
         wait = self.config.get("TransactionMessageRetryInterval") * e.attempts
-        log.warn("outbox", "%s failed (%s), retry %d in %d s" % (e.action, why, e.attempts, wait))
-        await asyncio.sleep(wait)
+        e.retry_at = time.ticks_add(time.ticks_ms(), wait * 1000)
+        log.warn("outbox", "%s failed (%s), sending it again in %d s" % (what, why, wait))
 
     def _started(self, tx, answer):
         # tx: the running Transaction, or None when it has ended meanwhile.
@@ -322,8 +347,9 @@ class ChargePoint:
             log.warn("auth", "the CSMS did not accept %s for the transaction: %s" % (tx.id_tag, info.get("status")))
             self.station.deauthorize(tx, "DeAuthorized")
 
-    async def _idle(self):
-        # Wait for the next message, sending a Heartbeat when the link has been quiet.
+    async def _idle(self, limit=None):
+        # Wait for the next message (at most `limit` ms), sending a Heartbeat
+        # when the link has been quiet.
         interval = self.config.get("HeartbeatInterval") * 1000
         quiet = time.ticks_diff(time.ticks_ms(), self.rpc.last_sent)
         if interval > 0 and quiet >= interval:
@@ -333,11 +359,13 @@ class ChargePoint:
                 if t:
                     clock.set(t)
             except (CallError, CallTimeout) as e:
-                log.warn("ocpp", "Heartbeat failed: %s" % type(e).__name__)
+                log.warn("ocpp", "Heartbeat failed: %s" % _why(e))
                 self.rpc.last_sent = time.ticks_ms()
             return
         self.wake.clear()
         wait = interval - quiet if interval > 0 else 60000
+        if limit is not None:
+            wait = min(wait, limit)
         try:
             await asyncio.wait_for_ms(self.wake.wait(), max(wait, 10))
         except asyncio.TimeoutError:
@@ -455,7 +483,7 @@ class ChargePoint:
         try:
             return await self.rpc.call(action, payload, self.config.get("MessageTimeout"))
         except (CallError, CallTimeout, NotConnected) as e:
-            log.warn("ocpp", "triggered %s failed: %s" % (action, type(e).__name__))
+            log.warn("ocpp", "triggered %s failed: %s" % (action, _why(e)))
 
     async def _heartbeat_now(self):
         answer = await self._send_now("Heartbeat", {})

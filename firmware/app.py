@@ -9,7 +9,7 @@ import asyncio
 import log
 import clock
 from storage import Store
-from config import Config
+from config import Config, problem as config_problem
 from station import Station, Connector
 import tasks
 from tasks import guard
@@ -90,7 +90,8 @@ async def run(opts):
         if key in opts:
             status = config.set(key, opts[key], False)
             if status not in ("Accepted", "RebootRequired"):
-                log.error("boot", "%s %r is not valid: %s" % (key, opts[key], status))
+                why = config_problem(key, opts[key])
+                log.error("boot", "%s %r is not valid: %s" % (key, opts[key], why or status))
                 return 2
     if opts.get("frames") or config.get("LogFrames"):
         log.level = log.FRAME

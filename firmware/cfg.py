@@ -151,7 +151,7 @@ def _expects(name, t, limits):
         if name == "CsmsUrl":
             return "a ws:// or wss:// URL without spaces, at most %s characters" % limits
         if name == "ChargePointId":
-            return "at most %s characters, without ':' or '/'" % limits
+            return "at most %s plain ASCII characters, without ':' or '/'" % limits
         if name == "AuthorizationKey":
             return "16 to %s characters, without spaces" % limits
         return "text of at most %s plain ASCII characters" % limits
@@ -183,8 +183,10 @@ def _set(key, value):
             line += ", takes effect after a restart (cfg.restart())"
         print(line)
     else:
-        print("%s: %s, %s is not valid: expects %s" % (
-            name, status, "(hidden)" if "W" in flags else repr(value), _expects(name, t, limits)))
+        why = _config.problem(name, value) if isinstance(value, str) else None
+        print("%s: %s, %s is not valid: %s" % (
+            name, status, "(hidden)" if "W" in flags else repr(value),
+            why or "expects " + _expects(name, t, limits)))
     return status
 
 

@@ -1,6 +1,6 @@
 # Configuration keys: OCPP 1.6 chapter 9 (Core, Local Auth List Management,
-# Reservation, Smart Charging; Firmware Management and the MessageTimeout and
-# StopTransactionMaxMeterValues keys from the errata sheet v4), AuthorizationKey
+# Reservation; the MessageTimeout and StopTransactionMaxMeterValues keys from
+# the errata sheet v4), AuthorizationKey
 # and SecurityProfile from the security whitepaper, and our own station
 # settings. Only the values that differ from the defaults are stored, in the
 # "config" file of a storage.Store.
@@ -27,14 +27,12 @@ _T = (
     "AllowOfflineTxForUnknownId b - false\n"
     "AuthorizationCacheEnabled b - true\n"
     "AuthorizeRemoteTxRequests b - false\n"
-    "BlinkRepeat i 0-100 3\n"
     "ClockAlignedDataInterval i 0-86400 900\n"
     "ConnectionTimeOut i 0-3600 60\n"
     "ConnectorPhaseRotation l rotation Unknown\n"
     "ConnectorPhaseRotationMaxLength iR 0-100 4\n"
     "GetConfigurationMaxKeys iR 1-1000 100\n"
     "HeartbeatInterval i 0-86400 300\n"
-    "LightIntensity i 0-100 100\n"
     "LocalAuthorizeOffline b - true\n"
     "LocalPreAuthorize b - false\n"
     "MaxEnergyOnInvalidId i 0-1000000000 0\n"
@@ -46,7 +44,7 @@ _T = (
     "MeterValueSampleInterval i 0-86400 60\n"
     "MinimumStatusDuration i 0-3600 0\n"
     "NumberOfConnectors iR 1-100 1\n"
-    "ResetRetries i 0-100 1\n"
+    "ResetRetries iR 0-0 0\n"
     "StopTransactionMaxMeterValues iR 2-10000 20\n"
     "StopTransactionOnEVSideDisconnect b - true\n"
     "StopTransactionOnInvalidId b - true\n"
@@ -54,8 +52,10 @@ _T = (
     "StopTxnAlignedDataMaxLength iR 0-100 8\n"
     "StopTxnSampledData l measurand\n"
     "StopTxnSampledDataMaxLength iR 0-100 8\n"
-    "SupportedFeatureProfiles lR Core,FirmwareManagement,LocalAuthListManagement,Reservation,SmartCharging,RemoteTrigger"
-    " Core,FirmwareManagement,LocalAuthListManagement,Reservation,SmartCharging,RemoteTrigger\n"
+    # only the profiles whose operations all act (FirmwareManagement and
+    # SmartCharging come with their operations)
+    "SupportedFeatureProfiles lR Core,LocalAuthListManagement,Reservation,RemoteTrigger"
+    " Core,LocalAuthListManagement,Reservation,RemoteTrigger\n"
     "SupportedFeatureProfilesMaxLength iR 6-6 6\n"
     "TransactionMessageAttempts i 0-100 3\n"
     "TransactionMessageRetryInterval i 0-86400 60\n"
@@ -67,14 +67,6 @@ _T = (
     "SendLocalListMaxLength iR 0-10000 20\n"
     # Reservation profile
     "ReserveConnectorZeroSupported bR - false\n"
-    # Smart Charging profile
-    "ChargeProfileMaxStackLevel iR 0-100 3\n"
-    "ChargingScheduleAllowedChargingRateUnit lR Current,Power Current,Power\n"
-    "ChargingScheduleMaxPeriods iR 1-1000 24\n"
-    "ConnectorSwitch3to1PhaseSupported bR - false\n"
-    "MaxChargingProfilesInstalled iR 1-1000 8\n"
-    # Firmware Management profile
-    "SupportedFileTransferProtocols lR FTP,FTPS,HTTP,HTTPS HTTP,HTTPS\n"
     # Security whitepaper
     "AuthorizationKey sW 40\n"
     "SecurityProfile i 0-3 0\n"
@@ -234,6 +226,52 @@ def _text(v):
     return str(v)
 
 
+def problem(key, v):
+    # -> why v cannot be the CsmsUrl or ChargePointId, in words for the
+    # installer, or None when it can (other keys: None).
+    if key == "ChargePointId":
+        # OCPP-J §3.1.1: percent-encoded into the URL's path (ocpp/link.py);
+        # ':' would end the Basic auth user name, '/' would start a new segment.
+        if not v:
+            return "it is empty"
+        if not _printable(v, ""):
+            return "it must be plain ASCII letters, digits and punctuation"
+        if ":" in v or "/" in v:
+            return "':' and '/' are not allowed in it"
+        return None
+    if key != "CsmsUrl":
+        return None
+    k = 5 if v.startswith("ws://") else 6 if v.startswith("wss://") else 0
+    if not k:
+        return "it must start with ws:// or wss://"
+    if not _printable(v, " "):
+        return "it must be plain ASCII without spaces"
+    if "#" in v:
+        return "a #fragment has no place in it"
+    rest = v[k:]
+    end = len(rest)
+    for ch in "/?":
+        i = rest.find(ch)
+        if 0 <= i < end:
+            end = i
+    hp = rest[:end]
+    if "@" in hp:
+        return "user:password@ is not taken in it: set the AuthorizationKey instead"
+    if hp.startswith("["):  # an IPv6 literal
+        j = hp.find("]")
+        if j < 0 or j + 1 < len(hp) and hp[j + 1] != ":":
+            return "its [IPv6 address] is malformed"
+        host, port = hp[1:j], hp[j + 1:]
+    else:
+        j = hp.find(":")
+        host, port = (hp, "") if j < 0 else (hp[:j], hp[j:])
+    if not host:
+        return "it has no host name"
+    if port and not (_digits(port[1:]) and 0 < int(port[1:]) < 65536):
+        return "its port must be a number from 1 to 65535"
+    return None
+
+
 class Config:
     def __init__(self, store, defaults=None):
         self._store = store
@@ -300,11 +338,8 @@ class Config:
         if t == "s":
             if len(v) > int(a):
                 return None
-            if n == "CsmsUrl":
-                k = 5 if v.startswith("ws://") else 6 if v.startswith("wss://") else 0
-                ok = k and len(v) > k and v[k] != "/" and _printable(v, " ")
-            elif n == "ChargePointId":
-                ok = v and _printable(v, ":/")
+            if n == "CsmsUrl" or n == "ChargePointId":
+                ok = problem(n, v) is None
             elif n == "AuthorizationKey":  # whitepaper 7.2: at least 16 bytes
                 ok = len(v) >= 16 and _printable(v, " ")
             else:

@@ -38,7 +38,6 @@ class Transaction:
         self.id = None  # transactionId from the CSMS, once StartTransaction is answered
         self.local_id = None  # our own number, valid before the CSMS answers and across restarts
         self.parent_id_tag = None  # the idTag's group (§3.10): another card of it may end the transaction
-        self.charging_profile = None  # TxProfile given with RemoteStartTransaction, for smart charging
         self.energy_cap = None  # Wh register value at which an invalidated idTag's charge ends
         self.cap_reason = None  # the stop reason then
         self.meter_stop = None
@@ -68,7 +67,7 @@ class Connector:
         self.reading = None  # last good meter reading {measurand: value}
         self.reading_time = 0  # Unix time of that reading
         self.reservation = None  # reservations.Reservation holding this connector
-        self.intent = None  # (idTag, parentIdTag, reservation it uses up, charging profile) of the start under way
+        self.intent = None  # (idTag, parentIdTag, reservation it uses up) of the start under way
         self.scheduled = None  # availability to take when the transaction ends (True: operative)
         self.lock = None  # cable lock port, None when there is none
         self.plug_input = None  # plug detection pin; None: console (simulator) or current
@@ -257,12 +256,12 @@ class Station:
         log.info("station", "card %s accepted" % id_tag)
         self.begin(c, id_tag, parent, claim)
 
-    def begin(self, c, id_tag, parent=None, claim=None, profile=None):
+    def begin(self, c, id_tag, parent=None, claim=None):
         # An authorized idTag: charge now if a vehicle is plugged in, otherwise
         # wait ConnectionTimeOut seconds for one.
         if c.transaction or not c.operative or c.fault:
             return
-        c.intent = (id_tag, parent, claim, profile)
+        c.intent = (id_tag, parent, claim)
         if c.plugged or c.detect_by_current:
             self.start_transaction(c, id_tag)
         else:
@@ -289,7 +288,7 @@ class Station:
                 return c
         return None
 
-    async def remote_start(self, c, id_tag, authorize_first, profile=None):
+    async def remote_start(self, c, id_tag, authorize_first):
         # RemoteStartTransaction (OCPP 1.6 §5.11): optionally authorize first.
         log.info("station", "connector %d: remote start for %s" % (c.id, id_tag))
         if authorize_first:
@@ -304,7 +303,7 @@ class Station:
             log.info("station", "connector %d is reserved for another card: remote start for %s dropped" % (
                 c.id, id_tag))
             return
-        self.begin(c, id_tag, info.get("parentIdTag"), claim, profile)
+        self.begin(c, id_tag, info.get("parentIdTag"), claim)
 
     # ---- transactions ---------------------------------------------------
     def start_transaction(self, c, id_tag, reservation_id=None):
@@ -322,14 +321,10 @@ class Station:
         c.intent = None
         if it and auth.same(it[0], id_tag):
             tx.parent_id_tag = it[1]
-            tx.charging_profile = it[3]
             r = it[2]  # the reservation this transaction uses up (§5.13)
             if r is not None and self.reservations.get(r.id) is r:
                 tx.reservation_id = r.id
                 self._end_reservation(r, "its transaction started", c)
-        if tx.charging_profile:
-            log.info("station", "connector %d: the transaction follows charging profile %d" % (
-                c.id, tx.charging_profile["chargingProfileId"]))
         log.info("station", "connector %d: transaction started for %s at %d Wh" % (c.id, id_tag, meter_start))
         self.save_transactions()  # first, so a cut right after still knows it
         if self.observer:

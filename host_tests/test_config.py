@@ -53,14 +53,12 @@ SPEC = {
     "AllowOfflineTxForUnknownId": (bool, False),
     "AuthorizationCacheEnabled": (bool, False),
     "AuthorizeRemoteTxRequests": (bool, None),
-    "BlinkRepeat": (int, False),
     "ClockAlignedDataInterval": (int, False),
     "ConnectionTimeOut": (int, False),
     "ConnectorPhaseRotation": (list, False),
     "ConnectorPhaseRotationMaxLength": (int, True),
     "GetConfigurationMaxKeys": (int, True),
     "HeartbeatInterval": (int, False),
-    "LightIntensity": (int, False),
     "LocalAuthorizeOffline": (bool, False),
     "LocalPreAuthorize": (bool, False),
     "MaxEnergyOnInvalidId": (int, False),
@@ -72,7 +70,7 @@ SPEC = {
     "MeterValueSampleInterval": (int, False),
     "MinimumStatusDuration": (int, False),
     "NumberOfConnectors": (int, True),
-    "ResetRetries": (int, False),
+    "ResetRetries": (int, True),  # RW in §9.1.22; a restart here cannot fail, so nothing is retried
     "StopTransactionMaxMeterValues": (int, True),
     "StopTransactionOnEVSideDisconnect": (bool, None),
     "StopTransactionOnInvalidId": (bool, False),
@@ -90,12 +88,6 @@ SPEC = {
     "LocalAuthListMaxLength": (int, True),
     "SendLocalListMaxLength": (int, True),
     "ReserveConnectorZeroSupported": (bool, True),
-    "ChargeProfileMaxStackLevel": (int, True),
-    "ChargingScheduleAllowedChargingRateUnit": (list, True),
-    "ChargingScheduleMaxPeriods": (int, True),
-    "ConnectorSwitch3to1PhaseSupported": (bool, True),
-    "MaxChargingProfilesInstalled": (int, True),
-    "SupportedFileTransferProtocols": (list, True),
     "AuthorizationKey": (str, False),
     "SecurityProfile": (int, False),
 }
@@ -184,7 +176,7 @@ SETS = [
     ("HeartbeatInterval", "sixty", True, "Rejected"),
     ("heartbeatinterval", "120", True, "Accepted"),  # keys are CiString50
     ("WebSocketPingInterval", "-5", True, "Rejected"),  # 9.1.34: negative -> rejected
-    ("LightIntensity", "101", True, "Rejected"),
+    ("MinimumStatusDuration", "3601", True, "Rejected"),
     ("LocalPreAuthorize", "TRUE", True, "Accepted"),
     ("LocalPreAuthorize", "false", True, "Accepted"),
     ("LocalPreAuthorize", "yes", True, "Rejected"),
@@ -335,9 +327,9 @@ def test_invalid_stored_values_and_board_defaults_are_ignored(tmp_path):
         """
 S.save("config", {"HeartbeatInterval": -5, "Bogus": 1, "LogFrames": True,
                   "MeterValuesSampledData": ["Nope"], "StopTxnSampledData": "Voltage"})
-C = config.Config(S, {"MeterValueSampleInterval": "abc", "AlsoBogus": 2, "LightIntensity": "50"})
+C = config.Config(S, {"MeterValueSampleInterval": "abc", "AlsoBogus": 2, "MinimumStatusDuration": "50"})
 out([C.get(k) for k in ("HeartbeatInterval", "LogFrames", "MeterValuesSampledData",
-                        "StopTxnSampledData", "MeterValueSampleInterval", "LightIntensity")])
+                        "StopTxnSampledData", "MeterValueSampleInterval", "MinimumStatusDuration")])
 """,
     )
     assert res == [[300, True, ["Energy.Active.Import.Register", "Power.Active.Import"], ["Voltage"], 60, 50]]
@@ -370,12 +362,12 @@ def test_checks_listeners_and_store_failures(tmp_path):
         tmp_path,
         """
 C.check(lambda k, v: not (k == "MeterValuesSampledData" and "SoC" in v))   # the meter has no SoC
-C.check(lambda k, v: 1 / 0 if k == "BlinkRepeat" else True)
+C.check(lambda k, v: 1 / 0 if k == "ConnectionTimeOut" else True)
 got = []
 C.listen(lambda k, v: 1 / 0)
 C.listen(lambda k, v: got.append(k))
 out([C.set("MeterValuesSampledData", "Voltage,SoC"), C.set("MeterValuesSampledData", "Voltage"),
-     C.set("BlinkRepeat", "5"), C.get("BlinkRepeat"), got])
+     C.set("ConnectionTimeOut", "5"), C.get("ConnectionTimeOut"), got])
 class BadStore:
     def load(self, name, default=None):
         return default
@@ -385,9 +377,9 @@ C = config.Config(BadStore())
 out([C.set("HeartbeatInterval", "60"), C.get("HeartbeatInterval")])
 """,
     )
-    assert res == [["Rejected", "Accepted", "Rejected", 3, ["MeterValuesSampledData"]], ["Rejected", 300]]
+    assert res == [["Rejected", "Accepted", "Rejected", 60, ["MeterValuesSampledData"]], ["Rejected", 300]]
     assert "listener for MeterValuesSampledData failed" in log
-    assert "check of BlinkRepeat failed" in log
+    assert "check of ConnectionTimeOut failed" in log
     assert "cannot store HeartbeatInterval" in log
 
 

@@ -60,8 +60,8 @@ SCHEMA = {a: json.loads((SCHEMAS / (a + ".json")).read_text(encoding="utf-8-sig"
 # Valid payloads of these would reboot the charge point, download or upload files, or
 # move its link elsewhere: sent only when the oracle says they are invalid.
 DANGEROUS = {"Reset", "UpdateFirmware", "SignedUpdateFirmware", "GetDiagnostics", "GetLog"}
-SAFE_KEYS = ["MeterValueSampleInterval", "ClockAlignedDataInterval", "ConnectionTimeOut", "LightIntensity",
-             "BlinkRepeat", "MinimumStatusDuration", "StopTxnSampledData", "MeterValuesSampledData",
+SAFE_KEYS = ["MeterValueSampleInterval", "ClockAlignedDataInterval", "ConnectionTimeOut", "LocalAuthorizeOffline",
+             "StopTxnAlignedData", "MinimumStatusDuration", "StopTxnSampledData", "MeterValuesSampledData",
              "LocalPreAuthorize", "AllowOfflineTxForUnknownId", "NoSuchKey", "heartbeatinterval"]
 CONFIG_KEYS = {m.group(1).lower() for m in re.finditer(r'^\s*"(\w+) \w', (ROOT / "firmware" / "config.py").read_text(),
                                                         re.M)}

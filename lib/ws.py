@@ -64,10 +64,14 @@ def _parse_url(url):
     if not (tls or url.startswith("ws://")):
         raise WSError("URL must start with ws:// or wss://: %s" % url)
     rest = url[6 if tls else 5 :]
-    i = rest.find("/")
-    if i < 0:
-        i = len(rest)
+    i = len(rest)
+    for ch in "/?":  # the path (or a query without one) ends the host part
+        j = rest.find(ch)
+        if 0 <= j < i:
+            i = j
     hp, path, port = rest[:i], rest[i:] or "/", 443 if tls else 80
+    if path[0] == "?":
+        path = "/" + path
     j = hp.rfind(":")
     if j > hp.rfind("]"):  # a port, not part of an IPv6 literal
         try:

@@ -37,6 +37,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import jsonschema
 import ocpp.v16
@@ -240,6 +241,7 @@ class DevCSMS:
         self.tx_ids = itertools.count(1)
         self.handlers = {}  # cp id -> ChargePointHandler of the live connection
         self.connections = 0
+        self.paths = []  # the request path of every WebSocket upgrade, as sent
         self.loop = None
         self.server = None
         self.port = None
@@ -333,7 +335,9 @@ class DevCSMS:
         return None
 
     async def _handler(self, conn):
-        cp_id = conn.request.path.strip("/").split("/")[-1]
+        # the last path segment, percent-decoded (OCPP-J §3.1.1); a query is not part of it
+        cp_id = unquote(urlsplit(conn.request.path).path.rstrip("/").split("/")[-1])
+        self.paths.append(conn.request.path)
         self.connections += 1
         log.info("charge point %s connected", cp_id)
         handler = ChargePointHandler(cp_id, Recorder(conn, self, cp_id), self)

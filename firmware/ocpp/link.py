@@ -15,9 +15,29 @@ _STABLE_MS = const(60000)  # a link up this long resets the backoff
 _CONNECT_TIMEOUT = const(30)  # seconds
 
 
+_SAFE = "-._~*+=@"  # kept as they are in the path segment (RFC 3986 unreserved, and pchar
+# sub-delimiters that OCPP 2.0.1 allows in an identity); everything else is %XX
+
+
+def path_segment(text):
+    # The charge point identity percent-encoded as one path segment (RFC 3986 §3.3).
+    out = []
+    for b in text.encode():
+        c = chr(b)
+        if "a" <= c <= "z" or "A" <= c <= "Z" or "0" <= c <= "9" or c in _SAFE:
+            out.append(c)
+        else:
+            out.append("%%%02X" % b)
+    return "".join(out)
+
+
 def url_for(config):
-    # OCPP-J 1.6 §3.1: <CSMS base URL>/<charge point id>
-    return config.get("CsmsUrl").rstrip("/") + "/" + config.get("ChargePointId")
+    # OCPP-J 1.6 §3.1.1: the identity is appended to the endpoint URL's path,
+    # percent-encoded; a query stays at the end (ws://h/ocpp?site=7 -> ws://h/ocpp/CP1?site=7).
+    url = config.get("CsmsUrl")
+    q = url.find("?")
+    base, query = (url, "") if q < 0 else (url[:q], url[q:])
+    return base.rstrip("/") + "/" + path_segment(config.get("ChargePointId")) + query
 
 
 def credentials(config):

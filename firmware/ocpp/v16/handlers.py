@@ -41,20 +41,22 @@ def table(cp):
         return answer
 
     def remote_start(p):
-        # §5.11: Accepted when a connector can take it; a charging profile
-        # must be a TxProfile without transactionId (§5.16.2) and is kept
-        # for the transaction.
+        # §5.11: Accepted when a connector can take it. A charging profile must
+        # be a TxProfile without transactionId (§5.16.2); this station has no
+        # Smart Charging yet (not in SupportedFeatureProfiles), so its limit is
+        # not applied, and the log says so.
         profile = p.get("chargingProfile")
-        if profile and (profile["chargingProfilePurpose"] != "TxProfile" or "transactionId" in profile
-                        or len(profile["chargingSchedule"]["chargingSchedulePeriod"])
-                        > config.get("ChargingScheduleMaxPeriods")):
+        if profile and (profile["chargingProfilePurpose"] != "TxProfile" or "transactionId" in profile):
             log.warn("ocpp", "remote start refused: its charging profile is not a usable TxProfile")
             return {"status": "Rejected"}
         c = station.remote_connector(p.get("connectorId"), p["idTag"])
         if c is None:
             return {"status": "Rejected"}
+        if profile:
+            log.warn("ocpp", "remote start: charging profile %d ignored, this station does not support Smart Charging"
+                     % profile["chargingProfileId"])
         return {"status": "Accepted"}, lambda: station.remote_start(
-            c, p["idTag"], config.get("AuthorizeRemoteTxRequests"), profile)
+            c, p["idTag"], config.get("AuthorizeRemoteTxRequests"))
 
     def remote_stop(p):
         # §5.12: Rejected for a transaction we do not know.

@@ -103,6 +103,7 @@ async def run(opts):
     if safe:  # reported to the CSMS as a warning on connector 0
         connectors[0].warning = "InternalError"
         connectors[0].info = ("safe mode: " + ",".join(safe))[:50]
+    link.guard_security_profile(config)
     cp = ChargePoint(station, config, boot_fields, root)
     cp.on_reset = restart
     gc.collect()

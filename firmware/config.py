@@ -320,8 +320,8 @@ class Config:
 
     def check(self, fn):
         # fn(key, typed value) returning False rejects a change, e.g. measurands
-        # the meter cannot deliver (errata 3.14.4) or SecurityProfile 2/3
-        # without the certificates (whitepaper A05.FR.03/04).
+        # the meter cannot deliver (errata 3.14.4) or a SecurityProfile other
+        # than the link's (ocpp/link.py).
         self._cs.append(fn)
 
     def _val(self, f, v):
@@ -376,10 +376,6 @@ class Config:
             log.warn(_TAG, "CSMS tried to change read-only %s" % key)
             return "Rejected"
         v = self._val(f, value)
-        if v is not None and from_csms and key == "SecurityProfile":
-            # whitepaper A05.FR.01/02: only upwards, 1 and 2 need a password
-            if v <= self._v[j] or (v < 3 and not self.get("AuthorizationKey")):
-                v = None
         if v is not None:
             for fn in self._cs:
                 try:

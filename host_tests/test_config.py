@@ -208,14 +208,9 @@ SETS = [
     ("NoSuchKey", "1", True, "NotSupported"),
     ("NoSuchKey", "1", False, "NotSupported"),
     ("AuthorizationKey", "short", True, "Rejected"),
-    ("SecurityProfile", "1", True, "Rejected"),  # A05.FR.02: no AuthorizationKey yet
     ("AuthorizationKey", "0123456789abcdef0123456789abcdef01234567", True, "Accepted"),
     ("AuthorizationKey", "0123456789abcdef0123456789abcdef012345678", True, "Rejected"),  # > 40
-    ("SecurityProfile", "1", True, "Accepted"),
-    ("SecurityProfile", "1", True, "Rejected"),  # A05.FR.01: equal
-    ("SecurityProfile", "0", True, "Rejected"),  # A05.FR.01: lower
-    ("SecurityProfile", "4", True, "Rejected"),
-    ("SecurityProfile", 0, False, "Accepted"),  # local reset
+    ("SecurityProfile", "4", True, "Rejected"),  # which of 0-3 the link takes: test_security_profile.py
     ("LogFrames", True, False, "Accepted"),
     ("BootRetryInterval", 30, False, "Accepted"),
     ("BootRetryInterval", True, False, "Rejected"),  # a bool is no int

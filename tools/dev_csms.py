@@ -242,6 +242,7 @@ class DevCSMS:
         self.handlers = {}  # cp id -> ChargePointHandler of the live connection
         self.connections = 0
         self.paths = []  # the request path of every WebSocket upgrade, as sent
+        self.auth = []  # its Authorization header (None without one)
         self.loop = None
         self.server = None
         self.port = None
@@ -338,6 +339,7 @@ class DevCSMS:
         # the last path segment, percent-decoded (OCPP-J §3.1.1); a query is not part of it
         cp_id = unquote(urlsplit(conn.request.path).path.rstrip("/").split("/")[-1])
         self.paths.append(conn.request.path)
+        self.auth.append(conn.request.headers.get("Authorization"))
         self.connections += 1
         log.info("charge point %s connected", cp_id)
         handler = ChargePointHandler(cp_id, Recorder(conn, self, cp_id), self)

@@ -40,6 +40,38 @@ def url_for(config):
     return base.rstrip("/") + "/" + path_segment(config.get("ChargePointId")) + query
 
 
+def security_profile(config):
+    # The OCPP security profile (whitepaper §2) a connection with this
+    # configuration has: 1 Basic auth over ws://, 2 Basic auth over wss://
+    # (the server's certificate is always verified), else 0. Profile 3 (a
+    # client certificate) is not built yet.
+    if not config.get("AuthorizationKey"):
+        return 0
+    return 2 if config.get("CsmsUrl").startswith("wss:") else 1
+
+
+def guard_security_profile(config):
+    # SecurityProfile reports the link's profile and accepts no other: until
+    # the profiles and their A05 rules are built, a CSMS may not ask for one
+    # the link does not have.
+    def check(key, v):
+        if key != "SecurityProfile":
+            return True
+        have = security_profile(config)
+        if v != have:
+            log.warn("link", "SecurityProfile %d refused: this connection uses profile %d" % (v, have))
+            return False
+        return True
+    config.check(check)
+    _report_profile(config)
+
+
+def _report_profile(config):
+    p = security_profile(config)
+    if config.get("SecurityProfile") != p:
+        config.set("SecurityProfile", p, False)
+
+
 def credentials(config):
     # Security profiles 1 and 2: HTTP Basic auth with the AuthorizationKey.
     key = config.get("AuthorizationKey")
@@ -50,6 +82,7 @@ async def supervise(cp, config, tls=None):
     wait = _FIRST_WAIT
     while True:
         url = url_for(config)
+        _report_profile(config)
         log.info("link", "connecting to %s" % url)
         ctx = tls() if tls and url.startswith("wss:") else None
         try:

@@ -57,7 +57,7 @@ def build_connectors(board, ctx):
         if plug and plug.get("type") == "current":  # no plug signal: detect the vehicle by its current
             c.detect_by_current = True
         else:
-            c.plug_input = build.plug(cid, plug, ctx)
+            c.plug_input = build.plug(cid, plug, ctx, meter)
         meters[cid] = meter
         connectors.append(c)
     return connectors, meters

@@ -97,7 +97,8 @@ def parse(s):
         h = _num(s, 11, 2)
         mi = _num(s, 14, 2)
         se = _num(s, 17, 2)
-        if y < 1 or mo < 1 or mo > 12 or d < 1 or h < 0 or h > 23 or mi < 0 or mi > 59 or se < 0 or se > 59:
+        # se 60: a leap second (RFC 3339), counted as the next minute's first
+        if y < 1 or mo < 1 or mo > 12 or d < 1 or h < 0 or h > 23 or mi < 0 or mi > 59 or se < 0 or se > 60:
             return None
         if d > 28 and d > _days(y + (mo == 12), mo % 12 + 1, 1) - _days(y, mo, 1):
             return None

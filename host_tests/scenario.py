@@ -190,7 +190,9 @@ def budget_session(fw, csms, cp="CP001", after_boot=None):
     tx1 = _wait(fw, lambda: _tx_id(csms, cp, 1), 10, "StartTransaction on connector 1")
 
     def meter_values(tx):
-        return [p for _, _, p in csms.calls("MeterValues") if p.get("transactionId") == tx]
+        # the periodic ones: a clock-aligned reading (every 15 min by default) may fall in the session
+        return [p for _, _, p in csms.calls("MeterValues") if p.get("transactionId") == tx
+                and p["meterValue"][0]["sampledValue"][0].get("context") == "Sample.Periodic"]
 
     _wait(fw, lambda: meter_values(tx1), 10, "the first MeterValues")
 

@@ -90,6 +90,7 @@ def test_change_availability_all_answers_and_persistence(csms, firmware_factory)
     assert statuses(csms, 2)[-1] != "Unavailable"
     fw.send("card 2 " + TAG)
     wait_status(csms, 2, "Unavailable")  # C8/F8: straight to Unavailable
+    fw.send("unplug 2")  # the vehicle leaves (it would still be there after the restart below)
     # The whole station, then a connector while the station is down: Rejected.
     assert ca(0, "Inoperative") == "Accepted"
     wait_status(csms, 0, "Unavailable")

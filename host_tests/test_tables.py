@@ -71,11 +71,12 @@ NAMES = sorted(p.name[:-5] for p in SCHEMA_DIR.glob("*.json"))
 # ---------------------------------------------------------------- reference validation
 
 D = "([0-9][0-9])"
-DT_RE = re.compile("([0-9]{4})-%s-%s[Tt]%s:%s:%s([.][0-9]+)?([Zz]|[+-]%s:%s)" % ((D,) * 7))
+DT_RE = re.compile("([0-9]{4})-%s-%s[Tt]%s:%s:%s([.][0-9]+)?([Zz]|[+-]%s:%s)?" % ((D,) * 7))  # no offset: UTC
 
 
 def ref_datetime(s):
-    """Independent RFC 3339 date-time check (the firmware rules: <= 40 chars, leap second)."""
+    """Independent RFC 3339 date-time check (the firmware rules: <= 40 chars, leap second,
+    a missing offset taken as UTC)."""
     if not isinstance(s, str):
         return True
     m = DT_RE.fullmatch(s)
@@ -189,7 +190,7 @@ def mutations(s, root, value, top=False):
         if "maxLength" in s:
             yield ("maxLength", PROP, "x" * (int(s["maxLength"]) + 1))
         if s.get("format") == "date-time":
-            for bad in ("yesterday", "2026-13-01T00:00:00Z", "2026-11-23T18:41:19",
+            for bad in ("yesterday", "2026-13-01T00:00:00Z", "2026-11-23T18:41",
                         "2026-02-29T00:00:00Z", "2026-11-23 18:41:19Z"):
                 yield ("date-time", PROP, bad)
     if t == "number" and "multipleOf" in s:
@@ -333,8 +334,9 @@ def test_agrees_with_jsonschema_on_arbitrary_json(case):
 # ---------------------------------------------------------------- explicit decisions
 
 GOOD_DT = ["2026-11-23T18:41:19Z", "2026-11-23T18:41:19.123+01:00", "2024-02-29T00:00:00z",
-           "2026-11-23t18:41:19-05:30", "2016-12-31T23:59:60Z", "0001-01-01T00:00:00.000000001Z"]
-BAD_DT = ["yesterday", "2026-13-01T00:00:00Z", "2026-11-23T18:41:19", "2026-11-23 18:41:19Z",
+           "2026-11-23t18:41:19-05:30", "2016-12-31T23:59:60Z", "0001-01-01T00:00:00.000000001Z",
+           "2026-11-23T18:41:19", "2026-11-23T18:41:19.5"]  # no offset: UTC (issue #15)
+BAD_DT = ["yesterday", "2026-13-01T00:00:00Z", "2026-11-23T18:41", "2026-11-23 18:41:19Z",
           "2025-02-29T00:00:00Z", "2100-02-29T00:00:00Z", "2026-04-31T00:00:00Z",
           "2026-11-23T24:00:00Z", "2026-11-23T18:60:00Z", "2026-11-23T18:41:61Z",
           "2026-11-23T18:41:19.Z", "2026-11-23T18:41:19+0100", "2026-11-23T18:41:19+24:00",

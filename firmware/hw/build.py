@@ -101,9 +101,14 @@ def meter(cid, spec, ctx, contactor_port):
     raise ValueError("connector %d: unknown meter type %r" % (cid, kind))
 
 
-def plug(cid, spec, ctx):
+def plug(cid, spec, ctx, meter=None):
     if not spec:
         return None
+    if spec.get("type") == "sim":
+        # {"type": "sim"}: the simulated vehicle, moved with the console's
+        # plug/unplug/load commands and still there after a restart
+        from hw.sim import SimPlug
+        return SimPlug(meter, ctx.data + "/vehicle%d.txt" % cid if ctx.data else None)
     if spec.get("type") == "pin":
         # {"pin": <pin>, "active": 0, "debounce_ms": 50}
         from hw.plug import PinPlug

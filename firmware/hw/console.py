@@ -46,20 +46,32 @@ async def run(station, config, cp, meters):
             log.exc("console", "command failed", e)
 
 
+def _vehicle(station, cid):
+    # The simulated vehicle (hw.sim.SimPlug) of a connector, or None.
+    c = station.connector(cid)
+    p = c.plug_input if c else None
+    return p if p is not None and hasattr(p, "set") else None
+
+
 async def _command(station, config, cp, meters, w):
     global _stall
     cmd = w[0]
     if cmd == "quit":
         log.info("console", "quit; heap peak %d bytes" % micropython.mem_peak())
         return True
-    if cmd == "plug":
-        station.plug(int(w[1]))
-    elif cmd == "unplug":
-        station.unplug(int(w[1]))
+    if cmd == "plug" or cmd == "unplug":
+        cid = int(w[1])
+        vehicle = _vehicle(station, cid)
+        if vehicle:
+            vehicle.set(cmd == "plug")
+        (station.plug if cmd == "plug" else station.unplug)(cid)
     elif cmd == "card":
         asyncio.create_task(station.present_card(int(w[1]), w[2]))
     elif cmd == "load":
         meters[int(w[1])].load = float(w[2])
+        vehicle = _vehicle(station, int(w[1]))
+        if vehicle:
+            vehicle.save()
         log.info("console", "connector %s: vehicle asks for %s A" % (w[1], w[2]))
     elif cmd == "set":
         log.info("console", "set %s: %s" % (w[1], config.set(w[1], " ".join(w[2:]), False)))

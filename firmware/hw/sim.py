@@ -1,6 +1,7 @@
-# Simulated hardware for the unix board: a contactor that logs its state and a
+# Simulated hardware for the unix board: a contactor that logs its state, a
 # meter whose energy register integrates the vehicle's load while the contactor
-# is closed. The station model uses them exactly like the real ports.
+# is closed, and the vehicle's plug. The station model uses them exactly like
+# the real ports.
 import os
 import time
 import log
@@ -88,3 +89,35 @@ class SimMeter:
             "Voltage": (self.volts,) * self.phases,
             "Frequency": 50.0,
         }
+
+
+class SimPlug:
+    # The simulated vehicle as a plug input sees it: plugged in or not, and
+    # the current it asks for (its meter's load). Both are kept in a host file,
+    # so after a restart (Reset, a power cut) the vehicle is still there, as a
+    # real station's plug signal would show it. The console moves it.
+    def __init__(self, meter, state_file=None):
+        self.meter = meter
+        self.state_file = state_file
+        self.state = False
+        if state_file:
+            try:
+                with open(state_file) as f:
+                    w = f.read().split()
+                self.state = w[0] == "1"
+                meter.load = float(w[1])
+            except (OSError, ValueError, IndexError):
+                pass
+
+    def plugged(self):
+        return self.state
+
+    def set(self, plugged):
+        self.state = plugged
+        self.save()
+
+    def save(self):
+        if self.state_file:
+            with open(self.state_file + ".tmp", "w") as f:
+                f.write("%d %s" % (self.state, self.meter.load))
+            os.rename(self.state_file + ".tmp", self.state_file)

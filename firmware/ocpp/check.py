@@ -25,10 +25,16 @@
 #
 # date-time: RFC 3339 "YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)", T/Z in either case,
 # real calendar dates (leap years), second 60 allowed (leap second), at most 40 characters.
-# A time without offset (ISO 8601 local time) is rejected. format "uri" is not checked.
+# A time without offset (ISO 8601 local time) is accepted as UTC, as clock.parse takes it,
+# and logged once. format "uri" is not checked.
 # maxLength counts code points as the port's json delivers them; MicroPython's json turns an
 # escaped surrogate pair ("\ud83d\ude00") into two code points (raw UTF-8 gives one).
 from .v16 import tables as _t
+
+try:
+    import log
+except ImportError:  # the table tests load this module on its own
+    log = None
 
 FORMATION = "FormationViolation"
 OCCURENCE = "OccurenceConstraintViolation"
@@ -97,9 +103,12 @@ def _num(s, i, w):
     return n
 
 
+_naive_seen = False  # a date-time without offset was logged once
+
+
 def _dt(s):
     n = len(s)
-    if n < 20 or n > 40:
+    if n < 19 or n > 40:
         return False
     if s[4] != "-" or s[7] != "-" or s[10] not in "Tt" or s[13] != ":" or s[16] != ":":
         return False
@@ -117,12 +126,20 @@ def _dt(s):
     if h < 0 or h > 23 or mi < 0 or mi > 59 or se < 0 or se > 60:
         return False
     i = 19
-    if s[i] == ".":
+    if i < n and s[i] == ".":
         i += 1
         while i < n and "0" <= s[i] <= "9":
             i += 1
-        if i == 20 or i >= n:
+        if i == 20:
             return False
+    if i == n:
+        # No offset: not RFC 3339, but some CSMSs send it; taken as UTC, as
+        # clock.parse does (we always send "Z").
+        global _naive_seen
+        if not _naive_seen and log:
+            _naive_seen = True
+            log.warn("ocpp", "the CSMS sends date-times without a time zone (%s): taken as UTC" % s)
+        return True
     c = s[i]
     if c in "Zz":
         return i == n - 1

@@ -100,6 +100,7 @@ async def run(opts):
 
     connectors, meters, reader, watchdog, boot_fields = await build_hardware(board, data, safe)
     station = Station(config, connectors, store)
+    config.check(station.check_config)  # measurands the meters cannot deliver are Rejected
     if safe:  # reported to the CSMS as a warning on connector 0
         connectors[0].warning = "InternalError"
         connectors[0].info = ("safe mode: " + ",".join(safe))[:50]

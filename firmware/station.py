@@ -27,6 +27,18 @@ METER_FAILURE = "PowerMeterFailure"
 SWITCH_FAILURE = "PowerSwitchFailure"
 
 
+MEASURAND_KEYS = ("MeterValuesSampledData", "MeterValuesAlignedData", "StopTxnSampledData", "StopTxnAlignedData")
+# A phase qualifier ("Voltage.L2-N", "Current.Import.L1") -> index in a per-phase reading
+PHASE_INDEX = {"L1": 0, "L2": 1, "L3": 2, "L1-N": 0, "L2-N": 1, "L3-N": 2}
+
+
+def split_phase(m):
+    # "Voltage.L2-N" -> ("Voltage", 1); "Energy.Active.Import.Register" -> (itself, None)
+    k = m.rfind(".")
+    i = PHASE_INDEX.get(m[k + 1:]) if k > 0 else None
+    return (m, None) if i is None else (m[:k], i)
+
+
 class Transaction:
     # One charging session on one connector.
     def __init__(self, connector_id, id_tag, meter_start, start_time, reservation_id=None):
@@ -45,6 +57,9 @@ class Transaction:
         self.stop_reason = None
         self.stop_id_tag = None
         self.stop_data = None  # readings at the stop, for StopTxnSampledData
+        self.samples = []  # (time, context, measurands, values) for StopTransaction's transactionData
+        self.sample_stride = 1  # keep every n-th sample: doubled each time the list is thinned
+        self.sample_count = 0
         self.drawn = False  # the vehicle has drawn current during this transaction
 
 
@@ -70,6 +85,7 @@ class Connector:
         self.intent = None  # (idTag, parentIdTag, reservation it uses up) of the start under way
         self.scheduled = None  # availability to take when the transaction ends (True: operative)
         self.lock = None  # cable lock port, None when there is none
+        self.held_for = None  # (idTag, parentIdTag) whose card unlocks the cable left locked (§4.10)
         self.plug_input = None  # plug detection pin; None: console (simulator) or current
         self.detect_by_current = False  # no plug signal: a drawing vehicle counts as plugged in
         self.meter_ok = True  # the last poll answered
@@ -138,6 +154,26 @@ class Station:
             if isinstance(cid, int) and 0 <= cid < len(connectors):
                 connectors[cid].operative = False
         self.refresh_all()
+
+    def measurable(self, key, measurands):
+        # A measurand list can be configured when every connector's meter
+        # delivers each measurand (and phase) in it (errata 3.14.4: Rejected
+        # otherwise). A meter that does not say what it measures is trusted.
+        for m in measurands:
+            base, i = split_phase(m)
+            for c in self.connectors[1:]:
+                have = getattr(c.meter, "measurands", None)
+                if have is None:
+                    continue
+                n = have.get(base)
+                if n is None or i is not None and (i >= n or base != "Voltage" and m.endswith("-N")):
+                    log.warn("station", "%s refused: the meter of connector %d does not measure %s" % (key, c.id, m))
+                    return False
+        return True
+
+    def check_config(self, key, value):
+        # config.check hook
+        return self.measurable(key, value) if key in MEASURAND_KEYS else True
 
     def save_transactions(self):
         # Written when a transaction starts, gets its CSMS id, or stops.
@@ -212,8 +248,17 @@ class Station:
         c.finishing = False
         log.info("station", "connector %d: vehicle unplugged" % cid)
         if c.transaction and self.config.get("StopTransactionOnEVSideDisconnect"):
-            self.stop_transaction(c, "EVDisconnected")
+            # §4.10: the cable is released too when UnlockConnectorOnEVSideDisconnect
+            # says so, else it stays locked until the user's card is presented.
+            # (StopTransactionOnEVSideDisconnect false: the session and the lock go on.)
+            tx = c.transaction
+            release = self.config.get("UnlockConnectorOnEVSideDisconnect")
+            self.stop_transaction(c, "EVDisconnected", unlock=release)
             c.finishing = False
+            if not release and c.lock:
+                c.held_for = (tx.id_tag, tx.parent_id_tag)
+                log.info("station", "connector %d: the cable stays locked until %s presents the card again" % (
+                    cid, tx.id_tag))
         self.refresh(c)
 
     async def present_card(self, cid, id_tag):
@@ -225,6 +270,8 @@ class Station:
             log.warn("station", "card %s at unknown connector %d" % (id_tag, cid))
             return
         tx = c.transaction
+        if c.held_for and not tx and await self._releases(c, id_tag):
+            return
         if tx:
             if auth.same(tx.id_tag, id_tag):
                 log.info("station", "connector %d: card %s ends the session" % (cid, id_tag))
@@ -255,6 +302,21 @@ class Station:
             return
         log.info("station", "card %s accepted" % id_tag)
         self.begin(c, id_tag, parent, claim)
+
+    async def _releases(self, c, id_tag):
+        # The card of the session whose cable was left locked (or one of its
+        # group) unlocks it. -> True when it did
+        tag, parent = c.held_for
+        ok = auth.same(tag, id_tag)
+        if not ok and parent:
+            info = await self.observer.authorize(id_tag)
+            ok = info.get("status") in auth.VALID and auth.same(info.get("parentIdTag"), parent)
+        if not ok:
+            return False
+        c.held_for = None
+        log.info("station", "connector %d: card %s unlocks the cable" % (c.id, id_tag))
+        c.lock.unlock()
+        return True
 
     def begin(self, c, id_tag, parent=None, claim=None):
         # An authorized idTag: charge now if a vehicle is plugged in, otherwise
@@ -336,13 +398,13 @@ class Station:
         self.refresh(c)
         return tx
 
-    def stop_transaction(self, c, reason, id_tag=None):
+    def stop_transaction(self, c, reason, id_tag=None, unlock=True):
         tx = c.transaction
         if tx is None:
             return None
         if c.contactor:
             c.contactor.open()
-        if c.lock:
+        if c.lock and unlock:
             c.lock.unlock()  # §4.10: the cable is released at the end
         energy = c.energy()
         tx.meter_stop = tx.meter_start if energy is None else energy
@@ -540,6 +602,8 @@ class Station:
         if c.transaction:
             self.stop_transaction(c, stop_reason)
         ok = c.lock.unlock()
+        if ok:
+            c.held_for = None
         log.info("station", "connector %d: %s" % (cid, "cable unlocked" if ok else "the cable lock did not open"))
         return ok
 

@@ -61,9 +61,11 @@ def test_full_session_exact_order_and_content(csms, firmware_factory):
     stop = csms.calls("StopTransaction")[0][2]
     assert stop["transactionId"] == 1 and stop["reason"] == "Local" and stop["idTag"] == TAG
     assert stop["meterStop"] >= energies[-1]
+    # StopTxnSampledData: the Begin and End values and every periodic sample between (§9.1.27)
     ctx = [d["sampledValue"][0]["context"] for d in stop["transactionData"]]
-    assert ctx == ["Transaction.Begin", "Transaction.End"]
-    assert int(stop["transactionData"][1]["sampledValue"][0]["value"]) == stop["meterStop"]
+    assert ctx == ["Transaction.Begin"] + ["Sample.Periodic"] * n_mv + ["Transaction.End"]
+    assert [int(d["sampledValue"][0]["value"]) for d in stop["transactionData"][1:-1]] == energies
+    assert int(stop["transactionData"][-1]["sampledValue"][0]["value"]) == stop["meterStop"]
 
     # Every frame valid against the official schema, date-times included.
     assert csms.violations == []

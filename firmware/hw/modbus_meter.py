@@ -47,11 +47,13 @@ class ModbusMeter:
         # offset, value size, count, scale, missing marker, per-phase), worked
         # out once. Per-phase registers must be adjacent (one unpack).
         plan = [(start, count, []) for start, count in blocks]
+        self.measurands = {}  # what read() delivers: measurand -> phases (0: one total value)
         for f in fields:
             name, enc, scale, regs = f[0], f[1], f[2], f[3:]
             phased = name in _PER_PHASE
             if phased:
                 regs = regs[:max(1, phases)]
+            self.measurands[name] = len(regs) if phased else 0
             n = _REGS[enc]
             if any(regs[k + 1] - regs[k] != n for k in range(len(regs) - 1)):
                 raise ValueError("meter profile %s: %s registers are not adjacent" % (profile_name, name))

@@ -58,6 +58,9 @@ class SimMeter:
         self.volts = volts
         self.load = 0.0
         self.energy = 0.0  # Wh
+        # what read() delivers: measurand -> number of phases (0: one total value)
+        self.measurands = {"Energy.Active.Import.Register": 0, "Power.Active.Import": 0,
+                           "Current.Import": phases, "Voltage": phases, "Frequency": 0}
         self._saved = 0
         self._last = time.ticks_ms()
         if state_file:

@@ -8,6 +8,7 @@ from ocpp import check
 from ocpp.rpc import Rpc, CallError, CallTimeout, NotConnected
 from ocpp.outbox import Outbox
 from ocpp.v16 import handlers
+from station import split_phase
 
 FIRMWARE_VERSION = "0.1.0"
 
@@ -33,21 +34,23 @@ def _why(e):
 
 
 def sampled_values(reading, measurands, context):
-    # [{"value": "1234", "context": ..., "measurand": ..., "unit": ...}, ...]
+    # [{"value": "1234", "context": ..., "measurand": ..., "unit": ...}, ...];
+    # a per-phase measurand gives every phase, or the one it names (Voltage.L2).
     out = []
     if reading is None:
         return out
     for m in measurands:
-        v = reading.get(m)
+        base, i = split_phase(m)
+        v = reading.get(base)
         if v is None:
             continue
-        unit = _UNITS.get(m)
+        unit = _UNITS.get(base)
         if type(v) is tuple:
-            names = _VOLT_PHASES if m == "Voltage" else _PHASES
-            for i in range(len(v)):
-                out.append(_sample(v[i], context, m, unit, names[i]))
-        else:
-            out.append(_sample(v, context, m, unit, None))
+            names = _VOLT_PHASES if base == "Voltage" else _PHASES
+            for k in range(len(v)) if i is None else (i,) if i < len(v) else ():
+                out.append(_sample(v[k], context, base, unit, names[k]))
+        elif i is None:
+            out.append(_sample(v, context, base, unit, None))
     return out
 
 
@@ -58,6 +61,36 @@ def _sample(v, context, measurand, unit, phase):
     if phase:
         s["phase"] = phase
     return s
+
+
+def keep_sample(tx, t, context, measurands, reading, limit):
+    # A reading for StopTransaction's transactionData (StopTxnSampledData,
+    # StopTxnAlignedData): only the values asked for are kept. Beside the
+    # Begin and End values at most `limit` - 2 are held (StopTransactionMaxMeterValues):
+    # when full, every other one goes (errata 9.1.23: 1st, 3rd, 5th...) and
+    # from then on only every second new one is kept, so they stay evenly spread.
+    tx.sample_count += 1
+    if not measurands or reading is None or tx.sample_count % tx.sample_stride:
+        return
+    tx.samples.append((t, context, measurands, tuple([reading.get(split_phase(m)[0]) for m in measurands])))
+    if len(tx.samples) > max(limit - 2, 0):
+        tx.samples = tx.samples[1::2]
+        tx.sample_stride *= 2
+
+
+def transaction_data(tx, begin_end):
+    # transactionData of StopTransaction: Transaction.Begin, the kept samples,
+    # Transaction.End; empty when nothing is configured (errata 3.14.5).
+    data = []
+    rows = [(tx.start_time, "Transaction.Begin", begin_end, tx.start_data)]
+    for t, ctx, ms, values in tx.samples:
+        rows.append((t, ctx, ms, {split_phase(m)[0]: v for m, v in zip(ms, values)}))
+    rows.append((tx.stop_time, "Transaction.End", begin_end, tx.stop_data))
+    for t, ctx, ms, reading in rows:
+        values = sampled_values(reading, ms, ctx)
+        if values:
+            data.append({"timestamp": clock.iso(t), "sampledValue": values})
+    return data
 
 
 class ChargePoint:
@@ -71,6 +104,8 @@ class ChargePoint:
         self.online = False
         self.wake = asyncio.Event()
         self._last_aligned = 0
+        self._reported = {}  # connector id -> (status, errorCode) last queued for the CSMS
+        self._status_due = {}  # connector id -> ticks_ms when its changed status has held long enough
         self._boot_not_before = time.ticks_ms()
         self._boot_wake = asyncio.Event()  # TriggerMessage(BootNotification) while Pending
         self.on_reset = None  # fn(hard): restarts the firmware (set by main for the port)
@@ -79,13 +114,31 @@ class ChargePoint:
 
     # ---- station observer ------------------------------------------------
     def status_changed(self, c):
-        if self.online and self.registration == "Accepted":
+        if not (self.online and self.registration == "Accepted"):
+            return
+        hold = self.config.get("MinimumStatusDuration")
+        if hold <= 0:
             self._queue_status(c)
+        else:
+            # §4.9: sent once the status has held this long; a status that
+            # changes back meanwhile is not sent at all
+            self._status_due[c.id] = time.ticks_add(time.ticks_ms(), hold * 1000)
+
+    def _send_due_statuses(self):
+        now = time.ticks_ms()
+        for cid in list(self._status_due):
+            if time.ticks_diff(now, self._status_due[cid]) >= 0:
+                del self._status_due[cid]
+                c = self.station.connectors[cid]
+                if self._reported.get(cid) != (c.status, c.error_code):
+                    self._queue_status(c)
 
     def _queue_status(self, c):
         p = {"connectorId": c.id, "errorCode": c.error_code, "status": c.status, "timestamp": clock.iso()}
         if c.info:
             p["info"] = c.info
+        self._reported[c.id] = (c.status, c.error_code)
+        self._status_due.pop(c.id, None)
         self.outbox.put("StatusNotification", p)
         self.wake.set()
 
@@ -105,16 +158,13 @@ class ChargePoint:
         p = {"meterStop": tx.meter_stop, "timestamp": clock.iso(tx.stop_time), "reason": tx.stop_reason}
         if tx.stop_id_tag:
             p["idTag"] = tx.stop_id_tag
-        wanted = self.config.get("StopTxnSampledData")
-        if wanted:
-            data = []
-            for reading, ctx, t in ((tx.start_data, "Transaction.Begin", tx.start_time),
-                                    (tx.stop_data, "Transaction.End", tx.stop_time)):
-                values = sampled_values(reading, wanted, ctx)
-                if values:
-                    data.append({"timestamp": clock.iso(t), "sampledValue": values})
-            if data:
-                p["transactionData"] = data
+        # errata 3.16.6: the Begin and End values of every measurand configured
+        begin_end = self.config.get("StopTxnSampledData") + [
+            m for m in self.config.get("StopTxnAlignedData") if m not in self.config.get("StopTxnSampledData")]
+        data = transaction_data(tx, begin_end)
+        tx.samples = []
+        if data:
+            p["transactionData"] = data
         self.outbox.put("StopTransaction", p, tx.local_id)
         self.outbox.keep.discard(tx.local_id)
         self.wake.set()
@@ -378,12 +428,14 @@ class ChargePoint:
             await asyncio.sleep(1)
             now_ms = time.ticks_ms()
             period = self.config.get("MeterValueSampleInterval") * 1000
+            cfg = self.config
             for c in self.station.connectors:
                 tx = c.transaction
                 if tx and period > 0 and time.ticks_diff(now_ms, tx.last_sample) >= period:
                     tx.last_sample = now_ms
-                    self._meter_values(c, tx, self.config.get("MeterValuesSampledData"), "Sample.Periodic")
-            aligned = self.config.get("ClockAlignedDataInterval")
+                    self._meter_values(c, tx, cfg.get("MeterValuesSampledData"), "Sample.Periodic")
+                    self._keep(c, tx, cfg.get("StopTxnSampledData"), "Sample.Periodic")
+            aligned = cfg.get("ClockAlignedDataInterval")
             if aligned > 0 and clock.synced():
                 slot = clock.now() // aligned
                 if slot != self._last_aligned:
@@ -391,7 +443,14 @@ class ChargePoint:
                     self._last_aligned = slot
                     if not first:
                         for c in self.station.connectors:
-                            self._meter_values(c, c.transaction, self.config.get("MeterValuesAlignedData"), "Sample.Clock")
+                            self._meter_values(c, c.transaction, cfg.get("MeterValuesAlignedData"), "Sample.Clock")
+                            self._keep(c, c.transaction, cfg.get("StopTxnAlignedData"), "Sample.Clock")
+            self._send_due_statuses()
+
+    def _keep(self, c, tx, measurands, context):
+        if tx and c.meter_ok:
+            keep_sample(tx, c.reading_time, context, measurands, c.reading,
+                        self.config.get("StopTransactionMaxMeterValues"))
 
     def _meter_values(self, c, tx, measurands, context):
         if c.reading is None or not c.meter_ok or not measurands:

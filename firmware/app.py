@@ -95,6 +95,7 @@ async def run(opts):
                 return 2
     if opts.get("frames") or config.get("LogFrames"):
         log.level = log.FRAME
+    config.listen(_log_frames)
     log.info("boot", "charge point %s, board %s, CSMS %s" % (
         config.get("ChargePointId"), board.get("name", "?"), config.get("CsmsUrl")))
 
@@ -129,6 +130,12 @@ async def run(opts):
         return 0
     while True:
         await asyncio.sleep(3600)
+
+
+def _log_frames(key, value):
+    # LogFrames takes effect at once
+    if key == "LogFrames":
+        log.level = log.FRAME if value else log.INFO
 
 
 RESTART_EXIT = 75  # unix port: "start me again" (EX_TEMPFAIL) for tools/unix_loop.sh or a service manager

@@ -61,6 +61,7 @@ class Transaction:
         self.sample_stride = 1  # keep every n-th sample: doubled each time the list is thinned
         self.sample_count = 0
         self.drawn = False  # the vehicle has drawn current during this transaction
+        self.power_cut = False  # the power stays off for the rest of it (a refused idTag)
 
 
 class Connector:
@@ -114,6 +115,8 @@ class Connector:
         if self.fault:
             return FAULTED
         if self.transaction:
+            if not self.plugged and not self.detect_by_current:
+                return SUSPENDED_EV  # the vehicle left, the session goes on (§4.9)
             if not self.contactor or not self.contactor.closed:
                 return SUSPENDED_EVSE
             return CHARGING if self.drawing() else SUSPENDED_EV
@@ -236,8 +239,14 @@ class Station:
             return
         c.plugged = True
         log.info("station", "connector %d: vehicle plugged in" % cid)
-        if c.authorized and not c.transaction:
+        tx = c.transaction
+        if c.authorized and not tx:
             self.start_transaction(c, c.authorized)
+        elif tx and not tx.power_cut and c.contactor:
+            # the session went on without the vehicle (StopTransactionOnEVSideDisconnect
+            # false): energy flows again (§4.10)
+            c.info = None
+            c.contactor.close()
         self.refresh(c)
 
     def unplug(self, cid):
@@ -247,7 +256,15 @@ class Station:
         c.plugged = False
         c.finishing = False
         log.info("station", "connector %d: vehicle unplugged" % cid)
-        if c.transaction and self.config.get("StopTransactionOnEVSideDisconnect"):
+        if c.transaction and not self.config.get("StopTransactionOnEVSideDisconnect"):
+            # §4.9: the session goes on (SuspendedEV, "EV side disconnected"),
+            # the cable stays locked; no power on an empty socket
+            log.info("station", "connector %d: the transaction goes on without the vehicle "
+                     "(StopTransactionOnEVSideDisconnect is false)" % cid)
+            c.info = "EV side disconnected"
+            if c.contactor:
+                c.contactor.open()
+        elif c.transaction:
             # §4.10: the cable is released too when UnlockConnectorOnEVSideDisconnect
             # says so, else it stays locked until the user's card is presented.
             # (StopTransactionOnEVSideDisconnect false: the session and the lock go on.)
@@ -413,6 +430,7 @@ class Station:
         tx.stop_id_tag = id_tag
         tx.stop_data = c.reading
         c.transaction = None
+        c.info = None
         c.finishing = c.plugged
         log.info("station", "connector %d: transaction stopped (%s), %d Wh delivered" % (
             c.id, reason, tx.meter_stop - tx.meter_start))
@@ -635,6 +653,7 @@ class Station:
             self.stop_transaction(c, tx.cap_reason)
         else:
             log.info("station", "connector %d: power cut, the transaction goes on (StopTransactionOnInvalidId off)" % c.id)
+            tx.power_cut = True
             if c.contactor:
                 c.contactor.open()
             self.refresh(c)

@@ -154,3 +154,51 @@ def test_cable_stays_locked_after_ev_side_disconnect_until_the_card(csms, firmwa
     fw.wait_line(r"connector 1: cable unlocked")
     assert len(csms.calls("StartTransaction")) == 2  # the card opened the lock, it started nothing
     assert csms.violations == []
+
+
+def test_session_goes_on_without_the_vehicle_when_stop_on_ev_side_disconnect_is_false(csms, firmware_factory):
+    fw = firmware_factory(csms)
+    boot(fw, csms, QUIET)
+    assert change(csms, "StopTransactionOnEVSideDisconnect", "false") == "Accepted"
+    charge(fw, csms)
+    wait_status(csms, 1, "Charging")
+    fw.send("unplug 1")
+    fw.wait_line(r"connector 1: contactor open, power off")  # no power on an empty socket
+    wait_status(csms, 1, "SuspendedEV")
+    last = [p for _, _, p in csms.calls("StatusNotification") if p["connectorId"] == 1][-1]
+    assert last.get("info") == "EV side disconnected"
+    assert csms.calls("StopTransaction") == []
+    assert not any("cable unlocked" in line for line in fw.lines)  # the cable stays locked
+    fw.send("plug 1")  # back: energy flows again in the same transaction
+    fw.wait_line(r"connector 1: contactor closed, power on")
+    wait_status(csms, 1, "Charging")
+    stop = stop_payload(fw, csms)
+    assert stop["reason"] == "Local" and len(csms.calls("StartTransaction")) == 1
+    assert csms.violations == []
+
+
+def test_charging_current_threshold_tells_charging_from_suspended_ev(csms, firmware_factory):
+    fw = firmware_factory(csms)
+    boot(fw, csms, QUIET)
+    assert change(csms, "ChargingCurrentThreshold", "20000") == "Accepted"  # mA
+    charge(fw, csms)
+    wait_status(csms, 1, "SuspendedEV")
+    time.sleep(2)
+    assert statuses(csms, 1)[-1] == "SuspendedEV"  # 16 A is below 20 A: not charging
+    assert change(csms, "ChargingCurrentThreshold", "10000") == "Accepted"
+    wait_status(csms, 1, "Charging")
+    assert csms.violations == []
+
+
+def test_log_frames_takes_effect_at_once(csms, firmware_factory):
+    fw = firmware_factory(csms, frames=False)
+    boot(fw, csms, QUIET)
+    assert not any(" FRAME " in line for line in fw.lines)
+    assert change(csms, "LogFrames", "true") == "Accepted"
+    fw.send("datatransfer devcsms")
+    fw.wait_line(r'FRAME ocpp: >> \[2, "[^"]+", "DataTransfer"')
+    assert change(csms, "LogFrames", "false") == "Accepted"
+    n = len(fw.lines)
+    fw.send("datatransfer devcsms")
+    fw.wait_line(r"DataTransfer answer")
+    assert not any(" FRAME " in line for line in fw.lines[n + 1:])

@@ -53,6 +53,10 @@ def build_connectors(board, ctx):
         meter = build.meter(cid, spec.get("meter", {}), ctx, contactor)
         c = Connector(cid, meter, contactor)
         c.lock = build.lock(cid, spec.get("lock"), ctx)
+        c.pilot = build.pilot(cid, spec.get("pilot"), ctx, meter)
+        c.rating = float(spec.get("rating_a", 32))
+        c.phases = spec.get("meter", {}).get("phases", 3)
+        c.min_current = float(spec.get("min_a", 6))
         plug = spec.get("plug")
         if plug and plug.get("type") == "current":  # no plug signal: detect the vehicle by its current
             c.detect_by_current = True
@@ -117,6 +121,7 @@ async def run(opts):
     guard("meter", station.poll_meters)
     guard("recovery", cp.recover)
     guard("reservations", station.expire_reservations)
+    guard("limits", station.run_limits)
     guard("sampler", cp.sample_meters)
     guard("link", lambda: link.supervise(cp, config, tls_loader(opts.get("ca"))))
     if reader:

@@ -1,5 +1,5 @@
 # Configuration keys: OCPP 1.6 chapter 9 (Core, Local Auth List Management,
-# Reservation; the MessageTimeout and StopTransactionMaxMeterValues keys from
+# Reservation, Smart Charging; the MessageTimeout and StopTransactionMaxMeterValues keys from
 # the errata sheet v4), AuthorizationKey
 # and SecurityProfile from the security whitepaper, and our own station
 # settings. Only the values that differ from the defaults are stored, in the
@@ -52,10 +52,10 @@ _T = (
     "StopTxnAlignedDataMaxLength iR 0-100 8\n"
     "StopTxnSampledData l measurand\n"
     "StopTxnSampledDataMaxLength iR 0-100 8\n"
-    # only the profiles whose operations all act (FirmwareManagement and
-    # SmartCharging come with their operations)
-    "SupportedFeatureProfiles lR Core,LocalAuthListManagement,Reservation,RemoteTrigger"
-    " Core,LocalAuthListManagement,Reservation,RemoteTrigger\n"
+    # only the profiles whose operations all act (FirmwareManagement comes
+    # with its operations)
+    "SupportedFeatureProfiles lR Core,LocalAuthListManagement,Reservation,SmartCharging,RemoteTrigger"
+    " Core,LocalAuthListManagement,Reservation,SmartCharging,RemoteTrigger\n"
     "SupportedFeatureProfilesMaxLength iR 6-6 6\n"
     "TransactionMessageAttempts i 0-100 3\n"
     "TransactionMessageRetryInterval i 0-86400 60\n"
@@ -67,6 +67,13 @@ _T = (
     "SendLocalListMaxLength iR 0-10000 20\n"
     # Reservation profile
     "ReserveConnectorZeroSupported bR - false\n"
+    # Smart Charging profile: limits read at each SetChargingProfile (a board
+    # file or the console may change them; the CSMS only reads them)
+    "ChargeProfileMaxStackLevel iR 0-100 8\n"
+    "ChargingScheduleAllowedChargingRateUnit lR Current,Power Current,Power\n"
+    "ChargingScheduleMaxPeriods iR 1-100 24\n"
+    "ConnectorSwitch3to1PhaseSupported bR - false\n"
+    "MaxChargingProfilesInstalled iR 1-100 16\n"
     # Security whitepaper
     "AuthorizationKey sW 40\n"
     "SecurityProfile i 0-3 0\n"

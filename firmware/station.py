@@ -9,6 +9,7 @@ import clock
 import log
 import auth
 from reservations import Reservations, Reservation
+from charging import ChargingProfiles
 
 # Connector states (OCPP 1.6 §7.7; the same names serve OCPP 2.0.1's model)
 AVAILABLE = "Available"
@@ -25,6 +26,8 @@ NO_ERROR = "NoError"
 ENERGY = "Energy.Active.Import.Register"
 METER_FAILURE = "PowerMeterFailure"
 SWITCH_FAILURE = "PowerSwitchFailure"
+PILOT_FAILURE = "EVCommunicationError"
+OFFERED = "Current.Offered"
 
 
 MEASURAND_KEYS = ("MeterValuesSampledData", "MeterValuesAlignedData", "StopTxnSampledData", "StopTxnAlignedData")
@@ -83,12 +86,18 @@ class Connector:
         self.reading = None  # last good meter reading {measurand: value}
         self.reading_time = 0  # Unix time of that reading
         self.reservation = None  # reservations.Reservation holding this connector
-        self.intent = None  # (idTag, parentIdTag, reservation it uses up) of the start under way
+        self.intent = None  # (idTag, parentIdTag, reservation it uses up, TxProfile) of the start under way
         self.scheduled = None  # availability to take when the transaction ends (True: operative)
         self.lock = None  # cable lock port, None when there is none
         self.held_for = None  # (idTag, parentIdTag) whose card unlocks the cable left locked (§4.10)
         self.plug_input = None  # plug detection pin; None: console (simulator) or current
         self.detect_by_current = False  # no plug signal: a drawing vehicle counts as plugged in
+        self.pilot = None  # control pilot port (or the simulated vehicle's), None when there is none
+        self.pilot_state = None  # the pilot's last state "A".."F", None without pilot sensing
+        self.rating = 32.0  # A per phase (board file "rating_a")
+        self.phases = 3
+        self.min_current = 6.0  # A: below this no charging at all (IEC 61851-1)
+        self.limit = None  # A the connector may draw now (smart charging), None: not worked out yet
         self.meter_ok = True  # the last poll answered
         self.meter_failures = 0  # consecutive failed polls
         self.threshold_ma = 500
@@ -148,6 +157,9 @@ class Station:
         # set are kept in flash too (OCPP 1.6 §3.5, §5.13, §5.2).
         self.auth = auth.Authorizer(store, config)
         self.reservations = Reservations(store)
+        self.charging = ChargingProfiles(store, config)
+        self.limits_changed = asyncio.Event()  # a profile, transaction or clock change: work the limits out again
+        connectors[0].rating = sum(c.rating for c in connectors[1:])
         self._pooling = False
         for r in self.reservations:
             c = self.connector(r.connector_id)
@@ -164,6 +176,8 @@ class Station:
         # otherwise). A meter that does not say what it measures is trusted.
         for m in measurands:
             base, i = split_phase(m)
+            if m == OFFERED:  # the limit offered: the station's own figure
+                continue
             for c in self.connectors[1:]:
                 have = getattr(c.meter, "measurands", None)
                 if have is None:
@@ -242,11 +256,11 @@ class Station:
         tx = c.transaction
         if c.authorized and not tx:
             self.start_transaction(c, c.authorized)
-        elif tx and not tx.power_cut and c.contactor:
+        elif tx:
             # the session went on without the vehicle (StopTransactionOnEVSideDisconnect
             # false): energy flows again (§4.10)
             c.info = None
-            c.contactor.close()
+            self._switch(c)
         self.refresh(c)
 
     def unplug(self, cid):
@@ -335,12 +349,12 @@ class Station:
         c.lock.unlock()
         return True
 
-    def begin(self, c, id_tag, parent=None, claim=None):
+    def begin(self, c, id_tag, parent=None, claim=None, profile=None):
         # An authorized idTag: charge now if a vehicle is plugged in, otherwise
         # wait ConnectionTimeOut seconds for one.
         if c.transaction or not c.operative or c.fault:
             return
-        c.intent = (id_tag, parent, claim)
+        c.intent = (id_tag, parent, claim, profile)
         if c.plugged or c.detect_by_current:
             self.start_transaction(c, id_tag)
         else:
@@ -367,7 +381,7 @@ class Station:
                 return c
         return None
 
-    async def remote_start(self, c, id_tag, authorize_first):
+    async def remote_start(self, c, id_tag, authorize_first, profile=None):
         # RemoteStartTransaction (OCPP 1.6 §5.11): optionally authorize first.
         log.info("station", "connector %d: remote start for %s" % (c.id, id_tag))
         if authorize_first:
@@ -382,7 +396,7 @@ class Station:
             log.info("station", "connector %d is reserved for another card: remote start for %s dropped" % (
                 c.id, id_tag))
             return
-        self.begin(c, id_tag, info.get("parentIdTag"), claim)
+        self.begin(c, id_tag, info.get("parentIdTag"), claim, profile)
 
     # ---- transactions ---------------------------------------------------
     def start_transaction(self, c, id_tag, reservation_id=None):
@@ -410,8 +424,13 @@ class Station:
             self.observer.transaction_started(tx)
         if c.lock:
             c.lock.lock()
-        if c.contactor:
-            c.contactor.close()
+        profile = it[3] if it and auth.same(it[0], id_tag) else None
+        if profile is not None:  # RemoteStartTransaction's TxProfile (§5.11)
+            profile.connector = c.id
+            self.charging.install(profile, tx)
+        self._update_limit(c, clock.now())  # the limit with this transaction (TxProfile, Relative)
+        self._apply_limit(c)
+        self.limits_changed.set()  # and the timer to its next change
         self.refresh(c)
         return tx
 
@@ -421,6 +440,8 @@ class Station:
             return None
         if c.contactor:
             c.contactor.open()
+        if c.pilot:
+            c.pilot.offer(None)
         if c.lock and unlock:
             c.lock.unlock()  # §4.10: the cable is released at the end
         energy = c.energy()
@@ -431,6 +452,8 @@ class Station:
         tx.stop_data = c.reading
         c.transaction = None
         c.info = None
+        self.charging.transaction_ended(c.id)
+        self.limits_changed.set()
         c.finishing = c.plugged
         log.info("station", "connector %d: transaction stopped (%s), %d Wh delivered" % (
             c.id, reason, tx.meter_stop - tx.meter_start))
@@ -658,6 +681,103 @@ class Station:
                 c.contactor.open()
             self.refresh(c)
 
+    # ---- smart charging (OCPP 1.6 §3.13) ------------------------------------
+    async def run_limits(self):
+        # Works out each connector's limit now and again at its next
+        # breakpoint (a timer, not polling), or when profiles or transactions change.
+        while True:
+            self.limits_changed.clear()
+            now = clock.now()
+            soonest = 3600
+            for c in self.connectors[1:]:
+                nxt = self._update_limit(c, now)
+                if nxt is not None and nxt < soonest:
+                    soonest = nxt
+            try:
+                await asyncio.wait_for(self.limits_changed.wait(), max(soonest, 0) + 0.05)
+            except asyncio.TimeoutError:
+                pass
+
+    def _update_limit(self, c, now):
+        # -> seconds until c's limit changes next, or None
+        amps, phases, nxt = self.charging.limit_now(c, now, c.transaction)
+        if amps != c.limit:
+            log.info("station", "connector %d: charging limit %.1f A" % (c.id, amps))
+            c.limit = amps
+            self._apply_limit(c)
+            self.refresh(c)
+        return nxt
+
+    def install_profile(self, p):
+        # -> None when charging profile p is installed, else why not
+        c = self.connectors[p.connector] if 0 <= p.connector < len(self.connectors) else None
+        if c is None:
+            return "there is no connector %d" % p.connector
+        why = self.charging.install(p, c.transaction if p.connector else None)
+        if why is None:
+            self.limits_changed.set()
+        return why
+
+    def clear_profiles(self, pid=None, connector=None, purpose=None, stack=None):
+        n = self.charging.clear(pid, connector, purpose, stack)
+        if n:
+            self.limits_changed.set()
+        return n
+
+    def offered(self, c):
+        # A the vehicle may draw now: 0 when the power is off
+        k = c.contactor
+        return (c.rating if c.limit is None else c.limit) if c.transaction and k and k.closed else 0.0
+
+    def _apply_limit(self, c):
+        # The limit reaches the hardware: the pilot's PWM tells the vehicle
+        # (none below the minimum, IEC 61851-1), and the contactor follows.
+        if c.pilot:
+            tx = c.transaction
+            amps = c.rating if c.limit is None else c.limit
+            c.pilot.offer(amps if tx and not tx.power_cut and amps >= c.min_current else None)
+        self._switch(c)
+
+    def _switch(self, c):
+        # The contactor of a transaction closes only with the vehicle there
+        # (pilot state C/D where a pilot is sensed, never before C), the power
+        # not cut for a refused idTag, and a limit the connector can offer;
+        # otherwise it opens (SuspendedEVSE).
+        k = c.contactor
+        tx = c.transaction
+        if k is None or tx is None:
+            return
+        on = (not tx.power_cut and (c.plugged or c.detect_by_current)
+              and (c.limit is None or c.limit >= c.min_current)
+              and (c.pilot_state is None or c.pilot_state in ("C", "D")))
+        if on:
+            k.close()
+        else:
+            k.open()
+
+    def _read_pilot(self, c):
+        # The pilot's state replaces the plug input (IEC 61851-1): A no vehicle,
+        # B connected, C/D asks for energy, E/F an error (the connector faults).
+        st = c.pilot.state()
+        if st is None or st == c.pilot_state:
+            return
+        log.info("station", "connector %d: control pilot state %s" % (c.id, st))
+        c.pilot_state = st
+        if st in ("E", "F"):
+            if not c.fault:
+                log.error("station", "connector %d: control pilot error (state %s)" % (c.id, st))
+                c.fault = PILOT_FAILURE
+                if c.transaction:
+                    self.stop_transaction(c, "Other")
+            return
+        if c.fault == PILOT_FAILURE:
+            c.fault = None
+        if st == "A":
+            self.unplug(c.id)
+        else:
+            self.plug(c.id)
+        self._switch(c)
+
     # ---- periodic work --------------------------------------------------
     async def poll_meters(self):
         # The hardware loop: every MeterPollInterval ms read each meter, check
@@ -670,6 +790,8 @@ class Station:
                 if c.meter:
                     await self._poll_meter(c, cfg)
                 self._check_contactor(c)
+                if c.pilot:
+                    self._read_pilot(c)
                 if c.plug_input:
                     if c.plug_input.plugged() != c.plugged:
                         (self.plug if not c.plugged else self.unplug)(c.id)
@@ -693,6 +815,7 @@ class Station:
         # is never reported as fresh; enough failures in a row fault the connector.
         r = await c.meter.read()
         if r is not None:
+            r[OFFERED] = self.offered(c)
             c.reading = r
             c.reading_time = clock.now()
             c.meter_failures = 0

@@ -88,6 +88,11 @@ SPEC = {
     "LocalAuthListMaxLength": (int, True),
     "SendLocalListMaxLength": (int, True),
     "ReserveConnectorZeroSupported": (bool, True),
+    "ChargeProfileMaxStackLevel": (int, True),
+    "ChargingScheduleAllowedChargingRateUnit": (list, True),
+    "ChargingScheduleMaxPeriods": (int, True),
+    "ConnectorSwitch3to1PhaseSupported": (bool, True),
+    "MaxChargingProfilesInstalled": (int, True),
     "AuthorizationKey": (str, False),
     "SecurityProfile": (int, False),
 }

@@ -39,11 +39,13 @@ def test_measurands_the_meter_cannot_deliver_are_rejected_and_nothing_changes(cs
     boot(fw, csms, QUIET)
     for key in ("MeterValuesSampledData", "MeterValuesAlignedData", "StopTxnSampledData", "StopTxnAlignedData"):
         before = get(csms, key)
-        for bad in ("SoC", "Temperature", "RPM", "Current.Offered", "Energy.Active.Export.Register",
+        for bad in ("SoC", "Temperature", "RPM", "Power.Offered", "Energy.Active.Export.Register",
                     "Energy.Active.Import.Register,SoC", "Current.Import.N", "Current.Import.L1-N"):
             assert change(csms, key, bad) == "Rejected", (key, bad)
             assert get(csms, key) == before
-        assert change(csms, key, "Energy.Active.Import.Register,Voltage.L1,Current.Import.L3,Frequency") == "Accepted"
+        # Current.Offered: the limit the station offers (smart charging), its own figure
+        assert change(csms, key, "Energy.Active.Import.Register,Voltage.L1,Current.Import.L3,Frequency,"
+                      "Current.Offered") == "Accepted"
     fw.wait_line(r"MeterValuesSampledData refused: the meter of connector 1 does not measure SoC")
     assert csms.violations == []
 

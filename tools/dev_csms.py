@@ -36,6 +36,7 @@ import re
 import threading
 import time
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -55,7 +56,8 @@ def now_iso():
 
 
 def _schema(name):
-    return json.loads((SCHEMAS / (name + ".json")).read_text(encoding="utf-8-sig"))
+    # numbers as Decimal, as the ocpp library validates: 15.9 is a multiple of 0.1 then
+    return json.loads((SCHEMAS / (name + ".json")).read_text(encoding="utf-8-sig"), parse_float=Decimal)
 
 
 def schema_errors(action, payload, response=False):
@@ -64,7 +66,8 @@ def schema_errors(action, payload, response=False):
         schema = _schema(action + ("Response" if response else ""))
     except FileNotFoundError:
         return ["no schema for action %r" % action]
-    errors = [e.message for e in jsonschema.Draft4Validator(schema).iter_errors(payload)]
+    exact = json.loads(json.dumps(payload), parse_float=Decimal)
+    errors = [e.message for e in jsonschema.Draft4Validator(schema).iter_errors(exact)]
     errors += ["%s: %r is not an RFC 3339 date-time" % (path, v) for path, v in _date_times(schema, payload, "")
                if not (isinstance(v, str) and RFC3339.match(v) and _valid_date(v))]
     return errors

@@ -116,6 +116,17 @@ def plug(cid, spec, ctx, meter=None):
     raise ValueError("connector %d: unknown plug input %r" % (cid, spec))
 
 
+def pilot(cid, spec, ctx, meter=None):
+    # The control pilot: {"type": "sim"} on the unix board (the simulated
+    # vehicle follows the offered current); None when absent (contactor only).
+    if not spec:
+        return None
+    if spec.get("type") == "sim":
+        from hw.sim import SimPilot
+        return SimPilot(meter)
+    raise ValueError("connector %d: unknown control pilot %r" % (cid, spec))
+
+
 def lock(cid, spec, ctx):
     # Cable lock: {"type": "sim"} on the unix board; None (no lock) when absent,
     # and UnlockConnector then answers NotSupported.

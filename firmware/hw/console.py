@@ -105,7 +105,8 @@ async def _command(station, config, cp, meters, w):
             log.info("console", "heartbeat round trip %d us" % time.ticks_diff(time.ticks_us(), t))
     elif cmd == "status":
         for c in station.connectors:
-            log.info("console", "connector %d: %s %s, %s Wh" % (c.id, c.status, c.error_code, c.energy()))
+            log.info("console", "connector %d: %s %s, %s Wh, limit %s A" % (
+                c.id, c.status, c.error_code, c.energy(), "-" if c.limit is None else "%.1f" % c.limit))
     elif cmd == "flash":
         # Flash wear: JSON bytes the firmware wrote, and LittleFS block writes.
         from hw import unixflash

@@ -57,6 +57,7 @@ class SimMeter:
         self.phases = phases
         self.volts = volts
         self.load = 0.0
+        self.offered = None  # A the station offers (SimPilot); None: no limit known, the load is drawn
         self.energy = 0.0  # Wh
         # what read() delivers: measurand -> number of phases (0: one total value)
         self.measurands = {"Energy.Active.Import.Register": 0, "Power.Active.Import": 0,
@@ -75,7 +76,9 @@ class SimMeter:
         now = time.ticks_ms()
         dt = time.ticks_diff(now, self._last) / 3600000  # hours
         self._last = now
-        amps = self.load if self.contactor.closed else 0.0
+        amps = self.load if self.offered is None else min(self.load, self.offered)
+        if not self.contactor.closed:
+            amps = 0.0
         power = amps * self.volts * self.phases
         self.energy += power * dt
         if self.state_file and int(self.energy) != self._saved:
@@ -124,3 +127,20 @@ class SimPlug:
             with open(self.state_file + ".tmp", "w") as f:
                 f.write("%d %s" % (self.state, self.meter.load))
             os.rename(self.state_file + ".tmp", self.state_file)
+
+
+class SimPilot:
+    # The simulated vehicle's side of the control pilot: it draws at most the
+    # current offered (its meter's `offered`). It senses no state: the
+    # simulated plug (SimPlug) says whether the vehicle is there.
+    def __init__(self, meter):
+        self.meter = meter
+
+    def offer(self, amps):
+        self.meter.offered = amps
+
+    def offered(self):
+        return self.meter.offered
+
+    def state(self):
+        return None

@@ -7,6 +7,8 @@ import clock
 import log
 
 VENDOR_ID = "mpocpp"  # our vendorId for DataTransfer
+_STARTING = True  # stands for the transaction a RemoteStartTransaction's TxProfile is for
+_PURPOSES = {"ChargePointMaxProfile": 0, "TxDefaultProfile": 1, "TxProfile": 2}  # charging.MAX, TX_DEFAULT, TX
 
 
 def table(cp):
@@ -41,22 +43,23 @@ def table(cp):
         return answer
 
     def remote_start(p):
-        # §5.11: Accepted when a connector can take it. A charging profile must
-        # be a TxProfile without transactionId (§5.16.2); this station has no
-        # Smart Charging yet (not in SupportedFeatureProfiles), so its limit is
-        # not applied, and the log says so.
+        # §5.11: Accepted when a connector can take it; a charging profile
+        # must be a TxProfile without transactionId (§5.16.2) that the station
+        # can install: it becomes the transaction's TxProfile.
         profile = p.get("chargingProfile")
-        if profile and (profile["chargingProfilePurpose"] != "TxProfile" or "transactionId" in profile):
-            log.warn("ocpp", "remote start refused: its charging profile is not a usable TxProfile")
-            return {"status": "Rejected"}
         c = station.remote_connector(p.get("connectorId"), p["idTag"])
+        if profile:
+            if profile["chargingProfilePurpose"] != "TxProfile" or "transactionId" in profile:
+                log.warn("ocpp", "remote start refused: its charging profile is not a usable TxProfile")
+                return {"status": "Rejected"}
+            profile = _profile(profile, c.id if c else 1)
+            # the limits of SetChargingProfile, for the transaction about to start
+            if profile is None or station.charging.refusal(profile, _STARTING):
+                return {"status": "Rejected"}
         if c is None:
             return {"status": "Rejected"}
-        if profile:
-            log.warn("ocpp", "remote start: charging profile %d ignored, this station does not support Smart Charging"
-                     % profile["chargingProfileId"])
         return {"status": "Accepted"}, lambda: station.remote_start(
-            c, p["idTag"], config.get("AuthorizeRemoteTxRequests"))
+            c, p["idTag"], config.get("AuthorizeRemoteTxRequests"), profile)
 
     def remote_stop(p):
         # §5.12: Rejected for a transaction we do not know.
@@ -85,6 +88,47 @@ def table(cp):
         # §5.4
         station.auth.cache.clear()
         return {"status": "Accepted"}
+
+    # ---- Smart Charging (§3.13) ------------------------------------------------
+    def _profile(cs, cid):
+        # an OCPP 1.6 chargingProfile -> schedule.Profile, or None (logged)
+        from schedule import from_ocpp16  # rarely used: imported when needed
+        try:
+            return from_ocpp16(cs, cid, clock.now())
+        except ValueError as e:
+            log.warn("ocpp", "charging profile %d refused: %s" % (cs["chargingProfileId"], e))
+            return None
+
+    def set_charging_profile(p):
+        # §5.16: Rejected for what the station cannot follow (charging.py says why)
+        cid = p["connectorId"]
+        if not 0 <= cid < len(station.connectors):
+            return {"status": "Rejected"}
+        profile = _profile(p["csChargingProfiles"], cid)
+        if profile is None or station.install_profile(profile):
+            return {"status": "Rejected"}
+        return {"status": "Accepted"}
+
+    def clear_charging_profile(p):
+        # §5.5: an id clears that profile only; else the criteria combine (AND)
+        n = station.clear_profiles(p.get("id"), p.get("connectorId"), _PURPOSES.get(p.get("chargingProfilePurpose")),
+                                   p.get("stackLevel"))
+        return {"status": "Accepted" if n else "Unknown"}
+
+    def get_composite_schedule(p):
+        # §5.7: from now, periods relative to it; the unit asked for, else A
+        cid = p["connectorId"]
+        if not 0 <= cid < len(station.connectors):
+            return {"status": "Rejected"}
+        c = station.connectors[cid]
+        unit = p.get("chargingRateUnit", "A")
+        now = clock.now()
+        periods = station.charging.composite(c, now, p["duration"], unit, c.transaction)
+        return {"status": "Accepted", "connectorId": cid, "scheduleStart": clock.iso(now),
+                "chargingSchedule": {"duration": p["duration"], "startSchedule": clock.iso(now),
+                                     "chargingRateUnit": unit, "chargingSchedulePeriod": [
+                                         {"startPeriod": o, "limit": limit, "numberPhases": n}
+                                         for o, limit, n in periods]}}
 
     # ---- Local Auth List Management -------------------------------------------
     def get_local_list_version(p):
@@ -130,4 +174,7 @@ def table(cp):
         "ReserveNow": reserve_now,
         "CancelReservation": cancel_reservation,
         "TriggerMessage": trigger_message,
+        "SetChargingProfile": set_charging_profile,
+        "ClearChargingProfile": clear_charging_profile,
+        "GetCompositeSchedule": get_composite_schedule,
     }

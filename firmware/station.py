@@ -9,7 +9,6 @@ import clock
 import log
 import auth
 from reservations import Reservations, Reservation
-from charging import ChargingProfiles
 
 # Connector states (OCPP 1.6 §7.7; the same names serve OCPP 2.0.1's model)
 AVAILABLE = "Available"
@@ -157,7 +156,11 @@ class Station:
         # set are kept in flash too (OCPP 1.6 §3.5, §5.13, §5.2).
         self.auth = auth.Authorizer(store, config)
         self.reservations = Reservations(store)
-        self.charging = ChargingProfiles(store, config)
+        # Smart charging's profiles (charging.py), loaded only when the flash
+        # holds some or the CSMS sends one: without, a connector's limit is its rating.
+        self._charging = None
+        if store and store.load("profiles", []):
+            self.profiles()
         self.limits_changed = asyncio.Event()  # a profile, transaction or clock change: work the limits out again
         connectors[0].rating = sum(c.rating for c in connectors[1:])
         self._pooling = False
@@ -427,7 +430,7 @@ class Station:
         profile = it[3] if it and auth.same(it[0], id_tag) else None
         if profile is not None:  # RemoteStartTransaction's TxProfile (§5.11)
             profile.connector = c.id
-            self.charging.install(profile, tx)
+            self.profiles().install(profile, tx)
         self._update_limit(c, clock.now())  # the limit with this transaction (TxProfile, Relative)
         self._apply_limit(c)
         self.limits_changed.set()  # and the timer to its next change
@@ -452,7 +455,8 @@ class Station:
         tx.stop_data = c.reading
         c.transaction = None
         c.info = None
-        self.charging.transaction_ended(c.id)
+        if self._charging:
+            self._charging.transaction_ended(c.id)
         self.limits_changed.set()
         c.finishing = c.plugged
         log.info("station", "connector %d: transaction stopped (%s), %d Wh delivered" % (
@@ -700,7 +704,10 @@ class Station:
 
     def _update_limit(self, c, now):
         # -> seconds until c's limit changes next, or None
-        amps, phases, nxt = self.charging.limit_now(c, now, c.transaction)
+        if self._charging:
+            amps, phases, nxt = self._charging.limit_now(c, now, c.transaction)
+        else:
+            amps, nxt = c.rating, None
         if amps != c.limit:
             log.info("station", "connector %d: charging limit %.1f A" % (c.id, amps))
             c.limit = amps
@@ -708,18 +715,25 @@ class Station:
             self.refresh(c)
         return nxt
 
+    def profiles(self):
+        # -> the charging.ChargingProfiles, imported and loaded on first use
+        if self._charging is None:
+            from charging import ChargingProfiles
+            self._charging = ChargingProfiles(self.store, self.config)
+        return self._charging
+
     def install_profile(self, p):
         # -> None when charging profile p is installed, else why not
         c = self.connectors[p.connector] if 0 <= p.connector < len(self.connectors) else None
         if c is None:
             return "there is no connector %d" % p.connector
-        why = self.charging.install(p, c.transaction if p.connector else None)
+        why = self.profiles().install(p, c.transaction if p.connector else None)
         if why is None:
             self.limits_changed.set()
         return why
 
     def clear_profiles(self, pid=None, connector=None, purpose=None, stack=None):
-        n = self.charging.clear(pid, connector, purpose, stack)
+        n = self.profiles().clear(pid, connector, purpose, stack)
         if n:
             self.limits_changed.set()
         return n

@@ -77,7 +77,7 @@ def test_refusals(csms, firmware_factory):
     assert clear(csms) == "Accepted"
     assert set_profile(csms, 1, profile(20, "TxProfile", one, transactionId=tx)) == "Accepted"
     log = "\n".join(fw.lines)
-    for why in ("a ChargePointMaxProfile belongs on connector 0", "no transaction runs on connector 1",
+    for why in ("ChargePointMaxProfile only on connector 0", "no transaction runs on connector 1",
                 "stackLevel 4 is above ChargeProfileMaxStackLevel", "5 periods, more than ChargingScheduleMaxPeriods",
                 "chargingRateUnit W is not allowed", "MaxChargingProfilesInstalled profiles are installed already"):
         assert why in log, why

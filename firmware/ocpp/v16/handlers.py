@@ -54,7 +54,7 @@ def table(cp):
                 return {"status": "Rejected"}
             profile = _profile(profile, c.id if c else 1)
             # the limits of SetChargingProfile, for the transaction about to start
-            if profile is None or station.charging.refusal(profile, _STARTING):
+            if profile is None or station.profiles().refusal(profile, _STARTING):
                 return {"status": "Rejected"}
         if c is None:
             return {"status": "Rejected"}
@@ -123,7 +123,7 @@ def table(cp):
         c = station.connectors[cid]
         unit = p.get("chargingRateUnit", "A")
         now = clock.now()
-        periods = station.charging.composite(c, now, p["duration"], unit, c.transaction)
+        periods = station.profiles().composite(c, now, p["duration"], unit, c.transaction)
         return {"status": "Accepted", "connectorId": cid, "scheduleStart": clock.iso(now),
                 "chargingSchedule": {"duration": p["duration"], "startSchedule": clock.iso(now),
                                      "chargingRateUnit": unit, "chargingSchedulePeriod": [

@@ -201,6 +201,13 @@ def test_state_does_not_block_the_loop_long():
             assert c["samples"] > 100, (amps, c)
 
 
+def test_sampling_loop_allocates_nothing():
+    r, _ = scenario("alloc")
+    (w1, n1, b1), _, (w3, n3, b3) = r["rows"]
+    assert n3 > 3 * n1  # many more reads in the long window...
+    assert b3 == b1 and b1 < 512, r["rows"]  # ...and not one byte more
+
+
 # ---- board files -----------------------------------------------------------------------
 
 def stage_mv(pilot_mv, r1, r2, r3, vref):

@@ -14,7 +14,7 @@
 # so pilot_mv = (adc_mv - offset_mv) * divider, adc_mv = read_u16 * full_scale_mv / 65535
 # (or read_uv / 1000 where the port calibrates, as the ESP32's read_uv does).
 #
-# Choices where IEC 61851-1 leaves one (README, "The control pilot"):
+# Choices where IEC 61851-1 leaves one (README, "Board pins", control pilot):
 # - Bands of Table A.4, +/-1 V around 12/9/6/3 V, 0 V +/-1 V for E, -12 V +/-1 V
 #   for F. A level between two bands (10-11 V, 7-8 V, 4-5 V, 1-2 V) or above
 #   13 V belongs to no state: it is "E" (an error), so an unknown level never
@@ -25,7 +25,7 @@
 #   reported once two calls in a row measured it. A single odd window (an edge,
 #   a glitch, a vehicle switching S2 mid-window) is never reported. The station
 #   must poll often enough for its reaction time: at 50 ms a change is reported
-#   within 50-100 ms.
+#   within 50-100 ms. Windows that prove nothing are skipped (state()).
 # - Currents are rounded down to the PWM's resolution (never more than offered);
 #   51 A < I <= 52.5 A gives 84.4-85 % (Annex A's second formula), which the
 #   vehicle reads as at most 51 A.
@@ -40,7 +40,7 @@ _MAX_SKIPS = const(5)  # windows skipped in a row before one counts anyway
 
 
 def duty_for(amps):
-    # IEC 61851-1 Annex A (Table A.7/A.8): the duty cycle in percent the EVSE
+    # IEC 61851-1 Annex A (the EVSE's duty cycle table): the duty in percent the EVSE
     # signals for `amps`, or None for no PWM (steady +12 V: no charging allowed).
     if amps is None or amps < 6:
         return None
@@ -100,7 +100,9 @@ class Pilot:
         self.offer(None)
         # At boot (before the loop runs) the first state is taken when two
         # measurements agree, so a vehicle already plugged in is never
-        # reported as "A" for a poll.
+        # reported as "A" for a poll. The PWM takes the steady level at the end
+        # of its period: wait for it (a pull-down held the pilot at -12 V).
+        time.sleep_ms(2)
         last = None
         for _ in range(8):
             self.high_mv, self.low_mv = self._measure()[2:]

@@ -151,6 +151,9 @@ class SimClock:
     def ticks_diff(self, a, b):
         return a - b
 
+    def sleep_ms(self, ms):
+        self.now += ms * 1000
+
 
 class SimPWM:
     def __init__(self):

@@ -5,6 +5,7 @@
 #   vehicle   every vehicle state, with and without PWM, at several currents
 #   debounce  a state is reported after two measurements; glitches never are
 #   timing    the longest state() call (and the loop's longest stall)
+#   alloc     what a state() call allocates, for windows of 300-2000 us
 #   boards    build.pilot for each board file's pilot entries, with stand-in
 #             machine.Pin / PWM / ADC classes driven by the simulated line
 #   errors    build.pilot's refusals, and the unix port without machine.PWM
@@ -81,11 +82,11 @@ from hw.sim import SimPWM, SimADC, SimVehicle, SimClock  # noqa: E402
 from hw import build  # noqa: E402
 import hw.pilot  # noqa: E402
 
-# Every scenario but "timing" and "errors" runs on a simulated clock that only
+# Every scenario but "timing", "alloc" and "errors" runs on a simulated clock that only
 # the ADC's reads move (20-23 us each): repeatable windows that a busy host
 # cannot preempt. The preemption the real clock would bring is injected.
 CLOCK = SimClock()
-if scenario not in ("timing", "errors"):
+if scenario not in ("timing", "errors", "alloc"):
     hw.pilot.time = CLOCK
 
 
@@ -306,6 +307,32 @@ elif scenario == "boards":
         out["bad_atten"] = "built"
     except ValueError as e:
         out["bad_atten"] = str(e)
+
+elif scenario == "alloc":
+    # the sampling loop allocates nothing: a call's allocation does not grow
+    # with the number of reads (so no garbage collection starts in a window)
+    import gc
+
+    class _Fast:
+        n = 0
+
+        def read_u16(self):
+            self.n += 1
+            return 60000 if self.n & 1 else 6000
+
+    rows = []
+    for w in (300, 1100, 2000):
+        p = Pilot(SimPWM(), _Fast(), window_us=w)
+        p.offer(16)
+        settle(p)
+        gc.collect()
+        gc.disable()
+        a = gc.mem_alloc()
+        p.state()
+        b = gc.mem_alloc()
+        gc.enable()
+        rows.append([w, p.samples, b - a])
+    out["rows"] = rows
 
 elif scenario == "errors":
     ctx = build.Context({"connectors": []}, None)

@@ -72,6 +72,7 @@ def pin_spec(spec, linux):
 # GPIO23-25 and 29 belong to the CYW43 Wi-Fi chip; UART pins are fixed pads.
 ESP32_FLASH = set(range(6, 12))
 ESP32_INPUT_ONLY = set(range(34, 40))
+ESP32_ADC1 = set(range(32, 40))  # GPIO32-39; ADC2's pins are lost to Wi-Fi
 PICO_W_USABLE = set(range(0, 23)) | {26, 27, 28}
 RP2040_UART_PINS = {0: ({0, 12, 16, 28}, {1, 13, 17}), 1: ({4, 8, 20}, {5, 9, 21})}
 
@@ -85,7 +86,7 @@ def test_board_file_is_well_formed(board):
     assert isinstance(b.get("boot", {}), dict) and isinstance(b.get("config", {}), dict)
     linux = board == "linux"
     uarts = b.get("uarts", {})
-    used_uarts, pins = [], []
+    used_uarts, pins, pilots = [], [], []
 
     for name, u in uarts.items():
         assert isinstance(u.get("baudrate", 9600), int), (name, u)
@@ -125,6 +126,15 @@ def test_board_file_is_well_formed(board):
             if p["type"] == "pin":
                 pin(p["pin"], "in", "connector %d plug" % i)
                 assert p.get("active", 0) in (0, 1)
+        pl = c.get("pilot")
+        if pl is not None:  # the IEC 61851-1 control pilot (hw/pilot.py)
+            assert pl["type"] == "pwm" and board in MCU_BOARDS, pl
+            assert set(pl) <= {"type", "pwm", "adc", "atten", "divider", "offset_mv", "full_scale_mv", "uv",
+                               "invert", "window_us"}, pl
+            assert 5 < pl.get("divider", 10.09) < 30 and 500 < pl.get("offset_mv", 1486.5) < 2500, pl
+            pin(pl["pwm"], "out", "connector %d pilot PWM" % i)
+            pin(pl["adc"], "in", "connector %d pilot ADC" % i)
+            pilots.append(pl)
     for part in ("reader", "modem"):
         if b.get(part):
             uart(b[part]["uart"], part)
@@ -147,6 +157,12 @@ def test_board_file_is_well_formed(board):
             assert 0 < n <= 39 and n not in ESP32_FLASH and n not in (20, 24, 28, 29, 30, 31), (what, n)
             assert mode == "in" or n not in ESP32_INPUT_ONLY, "%s: GPIO%d is input only" % (what, n)
         assert all(u["id"] in (1, 2) for u in uarts.values()), "UART0 is the REPL on the ESP32"
+        for pl in pilots:
+            # ADC2 cannot be read while Wi-Fi runs; the PWM pin is no strapping
+            # pin (0, 2, 5, 12, 15) and not GPIO14 (it toggles at boot)
+            assert pl["adc"] in ESP32_ADC1, "pilot ADC GPIO%d is not on ADC1" % pl["adc"]
+            assert pl["pwm"] not in (0, 2, 5, 12, 14, 15), "pilot PWM on GPIO%d" % pl["pwm"]
+            assert pl.get("atten") == 11  # the 0-2.45 V range the stage is built for
     if board == "rp2040":
         for kind, n, mode, what in pins:
             assert n in PICO_W_USABLE, (what, n)
@@ -154,6 +170,12 @@ def test_board_file_is_well_formed(board):
             txs, rxs = RP2040_UART_PINS[u["id"]]
             assert u["tx"] in txs and u["rx"] in rxs, "UART%d cannot use tx %d / rx %d" % (u["id"], u["tx"], u["rx"])
         assert b["watchdog"]["timeout_ms"] <= 8388  # RP2040 maximum
+        for pl in pilots:
+            assert pl["adc"] in (26, 27, 28), "pilot ADC on GP%d: ADC0-2 are GP26-28" % pl["adc"]
+            # two pilots on one PWM slice (GPn: slice n // 2 % 8) would share a frequency
+            # counter: 1 kHz for both is fine, but each needs its own channel (A/B)
+        channels = [pl["pwm"] % 16 for pl in pilots]
+        assert len(channels) == len(set(channels)), "two pilots on one PWM channel: %s" % channels
     if linux:
         assert b["watchdog"]["device"].startswith("/dev/")
 

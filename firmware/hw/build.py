@@ -4,6 +4,7 @@
 #   meter:     async read() -> {measurand: value} or None; async identify() -> {bootField: value}
 #   contactor: close(), open(), closed, ok() -> False when its feedback disagrees
 #   plug:      plugged() -> bool   (None: the board detects vehicles by current)
+#   pilot:     offer(amps), offered() -> amps or None, state() -> "A".."F"
 #   reader:    async poll() -> idTag or None
 #   modem:     async identify() -> {"iccid": ..., "imsi": ...} (empty when silent)
 #   watchdog:  feed()
@@ -116,15 +117,60 @@ def plug(cid, spec, ctx, meter=None):
     raise ValueError("connector %d: unknown plug input %r" % (cid, spec))
 
 
+# The calibration keys of a pilot entry, passed to hw.pilot.Pilot as they are.
+_PILOT_KEYS = ("divider", "offset_mv", "full_scale_mv", "invert", "uv", "window_us")
+_ATTEN = {0: "ATTN_0DB", 2.5: "ATTN_2_5DB", 6: "ATTN_6DB", 11: "ATTN_11DB"}
+
+
 def pilot(cid, spec, ctx, meter=None):
-    # The control pilot: {"type": "sim"} on the unix board (the simulated
-    # vehicle follows the offered current); None when absent (contactor only).
+    # The IEC 61851-1 control pilot, for boards that generate it (None: the
+    # board has none). {"type": "pwm", "pwm": <pin>, "adc": <pin>, "atten": 11
+    # (ESP32: the ADC's attenuation in dB), "divider": 10.09, "offset_mv": 1486.5,
+    # "full_scale_mv": 3300, "uv": false, "invert": false, "window_us": 1100}
+    # (README, "Board file"); {"type": "sim"}: the unix board's simulated vehicle,
+    # drawing at most the current offered (no line to sense: its plug says it is
+    # there); {"type": "sim_line"}: a simulated line and vehicle (hw.sim_line,
+    # the vehicle as pilot.vehicle), for tests.
     if not spec:
         return None
-    if spec.get("type") == "sim":
+    kind = spec.get("type")
+    if kind == "sim":
         from hw.sim import SimPilot
         return SimPilot(meter)
-    raise ValueError("connector %d: unknown control pilot %r" % (cid, spec))
+    from hw.pilot import Pilot
+    kw = {}
+    for k in _PILOT_KEYS:
+        if k in spec:
+            kw[k] = spec[k]
+    if kind == "sim_line":
+        from hw.sim_line import SimPWM, SimADC, SimVehicle
+        pwm, vehicle = SimPWM(), SimVehicle()
+        p = Pilot(pwm, SimADC(pwm, vehicle, invert=kw.get("invert", False)), cid=cid, **kw)
+        p.vehicle = vehicle
+        return p
+    if kind != "pwm":
+        raise ValueError("connector %d: unknown pilot type %r" % (cid, kind))
+    import machine
+    PWM = getattr(machine, "PWM", None)
+    ADC = getattr(machine, "ADC", None)
+    if PWM is None or ADC is None:
+        raise ValueError("connector %d: pilot: this port has no machine.PWM / machine.ADC; on the unix "
+                         "port use {\"type\": \"sim_line\"}" % cid)
+    P = machine.Pin
+    # Steady +12 V (no charging allowed) from the first instant the PWM runs.
+    steady = 0 if kw.get("invert") else 65535
+    try:
+        pwm = PWM(P(spec["pwm"]), freq=1000, duty_u16=steady)
+    except TypeError:  # a port without constructor keywords
+        pwm = PWM(P(spec["pwm"]))
+    atten = spec.get("atten")
+    if atten is None:
+        adc = ADC(P(spec["adc"]))
+    else:
+        if atten not in _ATTEN:
+            raise ValueError("connector %d: pilot atten %r: one of 0, 2.5, 6, 11 (dB)" % (cid, atten))
+        adc = ADC(P(spec["adc"]), atten=getattr(ADC, _ATTEN[atten]))
+    return Pilot(pwm, adc, cid=cid, **kw)
 
 
 def lock(cid, spec, ctx):

@@ -123,8 +123,8 @@ class Connector:
         if self.fault:
             return FAULTED
         if self.transaction:
-            if not self.plugged and not self.detect_by_current:
-                return SUSPENDED_EV  # the vehicle left, the session goes on (§4.9)
+            if not self.plugged and not self.detect_by_current or self.pilot_state == "B":
+                return SUSPENDED_EV  # the vehicle left (the session goes on, §4.9) or does not ask (pilot B)
             if not self.contactor or not self.contactor.closed:
                 return SUSPENDED_EVSE
             return CHARGING if self.drawing() else SUSPENDED_EV

@@ -177,3 +177,52 @@ def test_clear_by_id_by_criteria_and_nothing_matching_and_persistence(csms, firm
     restart(fw, csms, QUIET)
     assert limits(composite(csms, 2, 60)) == [(0, 32.0)]
     assert csms.violations == []
+
+
+def pilot_board(tmp_path):
+    """The unix board with connector 1 on a simulated control pilot line (no plug input)."""
+    import json
+    from conftest import ROOT
+    board = json.loads((ROOT / "boards" / "unix" / "board.json").read_text())
+    c = board["connectors"][0]
+    del c["plug"]
+    c["pilot"] = {"type": "sim_line"}
+    board["config"]["MeterPollInterval"] = 200
+    d = tmp_path / "pilot-board"
+    d.mkdir()
+    (d / "board.json").write_text(json.dumps(board))
+    return str(d)
+
+
+def test_pilot_state_drives_the_connector_and_the_contactor_waits_for_c(csms, firmware_factory, tmp_path):
+    fw = firmware_factory(csms, board=pilot_board(tmp_path))
+    boot(fw, csms, QUIET)
+    fw.send("load 1 16")
+    fw.send("ev 1 B")  # connected: plugged in
+    fw.wait_line(r"connector 1: control pilot state B")
+    wait_status(csms, 1, "Preparing")
+    fw.send("card 1 " + TAG)
+    csms.wait_for(lambda: csms.transactions, 10, "StartTransaction")
+    wait_status(csms, 1, "SuspendedEV")  # the PWM offers 32 A, the vehicle does not ask yet
+    time.sleep(1)
+    assert not any("contactor closed" in line for line in fw.lines)  # never before C
+    fw.send("ev 1 C")
+    fw.wait_line(r"connector 1: contactor closed, power on")
+    wait_status(csms, 1, "Charging")
+    # a limit below 6 A: no PWM (steady +12 V), contactor open
+    assert set_profile(csms, 1, profile(1, "TxProfile", sched((0, 5)))) == "Accepted"
+    fw.wait_line(r"connector 1: contactor open, power off")
+    wait_status(csms, 1, "SuspendedEVSE")
+    assert clear(csms) == "Accepted"
+    fw.wait_line(r"connector 1: contactor closed, power on")
+    # E (pilot shorted): the connector faults and the transaction ends
+    fw.send("ev 1 E")
+    fw.wait_line(r"connector 1: control pilot error \(state E\)")
+    wait_status(csms, 1, "Faulted")
+    assert [p for _, _, p in csms.calls("StatusNotification") if p["connectorId"] == 1][-1]["errorCode"] \
+        == "EVCommunicationError"
+    csms.wait_for(lambda: csms.calls("StopTransaction"), 10, "StopTransaction")
+    assert csms.calls("StopTransaction")[0][2]["reason"] == "Other"
+    fw.send("ev 1 A")  # the vehicle gone: the fault clears
+    wait_status(csms, 1, "Available")
+    assert csms.violations == []

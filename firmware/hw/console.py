@@ -2,7 +2,7 @@
 # It is how a person, or a test, plugs vehicles in and presents cards.
 #   plug <c> | unplug <c> | card <c> <idTag> | load <c> <amps>
 #   set <key> <value> | status | datatransfer <vendorId> [messageId] [data] | quit
-#   fault <c> [errorCode|off] | lock <c> jam|free | mem | stall | heartbeat [n]
+#   fault <c> [errorCode|off] | lock <c> jam|free | ev <c> A..E|nodiode | mem | stall | heartbeat [n]
 import asyncio
 import gc
 import sys
@@ -10,7 +10,7 @@ import time
 import micropython
 import log
 
-HELP = "commands: plug <c>, unplug <c>, card <c> <idTag>, load <c> <amps>, set <key> <value>, status, datatransfer <vendorId> [messageId] [data], fault <c> [errorCode|off], lock <c> jam|free, mem, stall, heartbeat [n], quit"
+HELP = "commands: plug <c>, unplug <c>, card <c> <idTag>, load <c> <amps>, set <key> <value>, status, datatransfer <vendorId> [messageId] [data], fault <c> [errorCode|off], lock <c> jam|free, ev <c> A..E|nodiode, mem, stall, heartbeat [n], quit"
 
 _stall = None  # [longest lateness in us, ticks_ms at start] once `stall` has run
 
@@ -81,6 +81,15 @@ async def _command(station, config, cp, meters, w):
         code = w[2] if len(w) > 2 else "OtherError"
         c.fault = None if code == "off" else code
         station.refresh(c)
+    elif cmd == "ev":
+        # ev <c> A|B|C|D|E|nodiode: the simulated vehicle behind a {"type": "sim_line"} pilot
+        # (B connected, C asks for energy, E the pilot shorted, nodiode a vehicle without its diode)
+        v = station.connectors[int(w[1])].pilot.vehicle
+        if w[2] == "nodiode":
+            v.set(diode=False)
+        else:
+            v.set(state=w[2], diode=True)
+        log.info("console", "connector %s: vehicle in pilot state %s" % (w[1], w[2]))
     elif cmd == "lock":
         # lock <c> jam: the cable lock sticks (UnlockConnector fails); lock <c> free: it works again
         station.connectors[int(w[1])].lock.jammed = w[2] == "jam"

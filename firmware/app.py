@@ -122,6 +122,8 @@ async def run(opts):
     guard("recovery", cp.recover)
     guard("reservations", station.expire_reservations)
     guard("limits", station.run_limits)
+    if any(c.pilot and c.pilot.senses for c in connectors):  # a control pilot to watch
+        guard("pilot", station.watch_pilots)
     guard("sampler", cp.sample_meters)
     guard("link", lambda: link.supervise(cp, config, tls_loader(opts.get("ca"))))
     if reader:

@@ -27,6 +27,7 @@ METER_FAILURE = "PowerMeterFailure"
 SWITCH_FAILURE = "PowerSwitchFailure"
 PILOT_FAILURE = "EVCommunicationError"
 OFFERED = "Current.Offered"
+_PILOT_POLL_MS = const(50)
 
 
 MEASURAND_KEYS = ("MeterValuesSampledData", "MeterValuesAlignedData", "StopTxnSampledData", "StopTxnAlignedData")
@@ -769,6 +770,16 @@ class Station:
         else:
             k.open()
 
+    async def watch_pilots(self):
+        # IEC 61851-1 wants the vehicle's state acted on within about 100 ms
+        # (C -> B: the contactor opens): the pilots are read every 50 ms, apart
+        # from the meter poll. Each read measures one PWM period (~1.1 ms).
+        pilots = [c for c in self.connectors if c.pilot and c.pilot.senses]
+        while pilots:
+            for c in pilots:
+                self._read_pilot(c)
+            await asyncio.sleep_ms(_PILOT_POLL_MS)
+
     def _read_pilot(self, c):
         # The pilot's state replaces the plug input (IEC 61851-1): A no vehicle,
         # B connected, C/D asks for energy, E/F an error (the connector faults).
@@ -804,8 +815,6 @@ class Station:
                 if c.meter:
                     await self._poll_meter(c, cfg)
                 self._check_contactor(c)
-                if c.pilot:
-                    self._read_pilot(c)
                 if c.plug_input:
                     if c.plug_input.plugged() != c.plugged:
                         (self.plug if not c.plugged else self.unplug)(c.id)

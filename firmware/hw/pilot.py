@@ -71,6 +71,7 @@ def state_for(high_mv, low_mv=None):
 
 
 class Pilot:
+    senses = True  # state() reads the vehicle's state from the line
     # pwm: machine.PWM-like (freq(), duty_u16()); adc: machine.ADC-like
     # (read_u16(), or read_uv() with uv=True). invert: the driver turns a high
     # MCU pin into -12 V. window_us: how long a PWM-mode measurement samples

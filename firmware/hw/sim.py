@@ -133,6 +133,8 @@ class SimPilot:
     # The simulated vehicle's side of the control pilot: it draws at most the
     # current offered (its meter's `offered`). It senses no state: the
     # simulated plug (SimPlug) says whether the vehicle is there.
+    senses = False
+
     def __init__(self, meter):
         self.meter = meter
 

@@ -9,7 +9,7 @@ CSMS    ?= ws://127.0.0.1:9000
 CP      ?= CP001
 DATA    ?= data/$(CP)
 
-.PHONY: run test sim tables check-tables mpy bench clean
+.PHONY: run test sim tables check-tables mpy bench clean firmware
 
 $(BIN)/.installed: requirements.txt
 	$(PY) -m venv $(VENV)
@@ -43,6 +43,15 @@ check-tables: $(BIN)/.installed
 ARCH ?= xtensawin
 mpy: $(BIN)/.installed
 	$(BIN)/python tools/build_mpy.py --arch $(ARCH) -v
+
+# A MicroPython unix port with boards/$(BOARD)/manifest.py frozen in (README, Freezing):
+#   make firmware [BOARD=unix|linux] [ARCH=x86|x64] [TLS_HEAP=1] [MPY_SRC=<source tree or .tar.xz>]
+# ARCH=x86 (the default here) is 32-bit, as the boards are; TLS_HEAP=1 puts mbedTLS in the
+# MicroPython heap (as on an RP2040). Without MPY_SRC: ../shared/toolchain/micropython-src.tar.xz.
+# -> build/firmware/<board>-<arch>[-tls]/micropython, cached until the source or a frozen file changes.
+FW_ARCH := $(if $(filter command line environment,$(origin ARCH)),$(ARCH),x86)
+firmware: $(BIN)/.installed
+	$(BIN)/python tools/build_firmware.py --board $(BOARD) --arch $(FW_ARCH) $(if $(TLS_HEAP),--tls-heap) $(if $(MPY_SRC),--src $(call shq,$(MPY_SRC)))
 
 # Performance budget figures (issue #6), all from one run: smallest heap for the full
 # session (.mpy and source), live heap, code size per board architecture, answer times

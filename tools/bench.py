@@ -1,4 +1,4 @@
-"""`make bench`: the performance budget figures (issue #6), all measured in one run.
+"""`make bench`: the performance budget figures (issues #6 and #10), all measured in one run.
 
     python tools/bench.py [--no-source] [--no-wss] [--no-frozen] [--frozen-only] [--out build/bench.json]
 
@@ -284,12 +284,10 @@ def smallest_heap_all_pass(mode, log):
     runs = []
 
     def probe(k):
-        mine = []
         for i in range(FROZEN_RUNS):
             r = session_run(mode, "%dK" % k, tls=tls)
             r["k"] = k
             runs.append(r)
-            mine.append(r)
             log("  heap %-12s %4dK run %d/%d %s (%.0f s)%s" % (
                 mode, k, i + 1, FROZEN_RUNS, "passes" if r["passed"] else "fails", r["seconds"],
                 "" if r["passed"] else ": " + r.get("error", "")[:120]))

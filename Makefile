@@ -9,7 +9,7 @@ CSMS    ?= ws://127.0.0.1:9000
 CP      ?= CP001
 DATA    ?= data/$(CP)
 
-.PHONY: run test sim tables check-tables mpy bench clean
+.PHONY: run test sim tables check-tables mpy bench clean firmware
 
 $(BIN)/.installed: requirements.txt
 	$(PY) -m venv $(VENV)
@@ -44,12 +44,23 @@ ARCH ?= xtensawin
 mpy: $(BIN)/.installed
 	$(BIN)/python tools/build_mpy.py --arch $(ARCH) -v
 
-# Performance budget figures (issue #6), all from one run: smallest heap for the full
-# session (.mpy and source), live heap, code size per board architecture, answer times
-# against a charge point on the ocpp library, loop stall, boot time. Prints one table,
-# writes the same figures to build/bench.json. Takes about 2.5 minutes.
+# A MicroPython unix port with boards/$(BOARD)/manifest.py frozen in (README, Freezing):
+#   make firmware [BOARD=unix|linux] [ARCH=x86|x64] [TLS_HEAP=1] [MPY_SRC=<source tree or .tar.xz>]
+# ARCH=x86 (the default here) is 32-bit, as the boards are; TLS_HEAP=1 puts mbedTLS in the
+# MicroPython heap (as on an RP2040). Without MPY_SRC: ../shared/toolchain/micropython-src.tar.xz.
+# -> build/firmware/<board>-<arch>[-tls]/micropython, cached until the source or a frozen file changes.
+FW_ARCH := $(if $(filter command line environment,$(origin ARCH)),$(ARCH),x86)
+firmware: $(BIN)/.installed
+	$(BIN)/python tools/build_firmware.py --board $(BOARD) --arch $(FW_ARCH) $(if $(TLS_HEAP),--tls-heap) $(if $(MPY_SRC),--src $(call shq,$(MPY_SRC)))
+
+# Performance budget figures (issues #6, #10), all from one run: smallest heap for the full
+# session on the 32-bit frozen build over ws:// and wss:// (when a MicroPython source is
+# there: MPY_SRC or ../shared/toolchain/micropython-src.tar.xz), on the 64-bit port (.mpy
+# and source), live heap, code size per board architecture, answer times against a charge
+# point on the ocpp library, loop stall, boot time. Prints one table, writes the same
+# figures to build/bench.json. Takes about 4 minutes (plus the first firmware builds).
 bench: $(BIN)/.installed
-	$(BIN)/python tools/bench.py
+	$(if $(MPY_SRC),MPY_SRC=$(call shq,$(MPY_SRC)) )$(BIN)/python tools/bench.py
 
 clean:
 	rm -rf build data

@@ -43,14 +43,16 @@ class Firmware:
     firmware exits with code 75 and comes back on the same stdin/stdout and data."""
 
     def __init__(self, data_dir, csms_url, cp_id="CP001", board="boards/unix", extra=(), heapsize=None,
-                 main="firmware/main.py", micropypath=None, frames=True):
+                 main="firmware/main.py", micropypath=None, frames=True, micropython=None):
         # main, micropypath: to run compiled modules, give a main.py copy in a directory of its
         # own and micropypath=<.mpy dir>:.frozen (MicroPython puts the script's directory first
         # on sys.path, so firmware/main.py would import firmware/*.py whatever MICROPYPATH says).
+        # micropython: another unix-port binary, e.g. one with the firmware frozen in
+        # (tools/build_firmware.py; then micropypath=".frozen" and its main.py).
         self.data_dir = Path(data_dir)
         self.micropypath = micropypath
         heapsize = heapsize or os.environ.get("FW_HEAPSIZE")
-        self.cmd = [MICROPYTHON] + (["-X", "heapsize=" + heapsize] if heapsize else []) + [
+        self.cmd = [str(micropython or MICROPYTHON)] + (["-X", "heapsize=" + heapsize] if heapsize else []) + [
             str(main), "--board", board, "--data", str(data_dir),
             "--csms", csms_url, "--cp", cp_id] + (["--frames"] if frames else []) + list(extra)
         self.lines = []

@@ -1,23 +1,42 @@
-"""The performance budget (issue #6): the full session of scenario.budget_session
-fits HEAP_BUDGET on the unix port with the modules loaded as .mpy, and the
-compiled code fits MPY_BUDGET. `make bench` measures the figures themselves."""
+"""The performance budget (issues #6 and #10).
+
+On the real target's shape, the 32-bit unix port with the firmware frozen in
+(tools/build_firmware.py, cached in build/firmware/; it needs a MicroPython source,
+$MPY_SRC or ../shared/toolchain/micropython-src.tar.xz, and gcc-multilib): the full
+session of scenario.budget_session passes in FROZEN_WS_BUDGET over ws://, and in
+FROZEN_WSS_BUDGET over wss:// on the build whose mbedTLS allocates in the heap (as
+on an RP2040). Where that cannot be built, those tests skip and say why.
+
+Always: the session fits HEAP_BUDGET on the 64-bit PyPI unix port with the modules
+loaded as .mpy (what `make deploy` gives a board), and the compiled code fits
+MPY_BUDGET. `make bench` measures the figures themselves."""
+import os
 import shutil
 import subprocess
 import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, server_tls
+from dev_csms import DevCSMS
 import scenario
 
 sys.path.insert(0, str(ROOT / "tools"))
+import build_firmware  # noqa: E402
 import build_mpy  # noqa: E402
 
-# The smallest -X heapsize at which budget_session passed with .mpy modules (make bench,
-# 2026-12-01: 200K passes, 196K fails; x64 unix port; 252K before GetConfiguration was
-# streamed), rounded up to the next 16K. The issue's target is 64K: see README, Performance.
-# Lower it as the memory work lands: `make bench` prints the new smallest heap.
-HEAP_BUDGET = "208K"
+# Issue #10's budget, on the 32-bit frozen build (make bench, 2026-12-01: ws:// passes 3 of 3
+# from 56K, wss:// with TLS in the heap from 84K). FROZEN_RUNS runs each: the pass/fail
+# boundary moves 2-4K with timing, and the budgets leave more than that.
+FROZEN_WS_BUDGET = "64K"
+FROZEN_WSS_BUDGET = "96K"
+FROZEN_RUNS = 2
+
+# The smallest -X heapsize at which budget_session passed with .mpy modules on the 64-bit
+# port (what `make deploy` gives a board that loads .mpy files): 200K at issue #6; after
+# issue #15's work 208K failed once (a 974-byte allocation in the sampler) and 216K passes,
+# rounded up to 224K. The budget that counts is the 32-bit frozen one above (README, Performance).
+HEAP_BUDGET = "224K"
 MPY_BUDGET = 120 * 1024  # bytes: .mpy of firmware/ + lib/ for xtensawin, main.py compiled too
 
 
@@ -54,3 +73,58 @@ def test_mpy_code_fits_the_budget(tmp_path):
     size = total + main.stat().st_size
     print("xtensawin: %d bytes of .mpy with main.py" % size)
     assert size <= MPY_BUDGET
+
+
+def frozen_build(tls_heap):
+    src, why = build_firmware.available("x86")
+    if why:
+        pytest.skip("the 32-bit frozen budget (%s over %s) was not checked: %s; the 64-bit .mpy check "
+                    "(%s) ran instead" % (FROZEN_WSS_BUDGET if tls_heap else FROZEN_WS_BUDGET,
+                                          "wss:// with TLS in the heap" if tls_heap else "ws://", why, HEAP_BUDGET))
+    # A source and a compiler are there: a build that fails is a failure, not a skip.
+    return build_firmware.build(arch="x86", tls_heap=tls_heap, src=src, jobs=os.cpu_count() or 2)
+
+
+@pytest.fixture(scope="module")
+def frozen32():
+    return frozen_build(False)
+
+
+@pytest.fixture(scope="module")
+def frozen32_tls():
+    return frozen_build(True)
+
+
+def frozen_session(firmware_factory, csms_or_url, build, heapsize, extra=()):
+    # The build's binary, its copy of main.py, and nothing but the frozen modules on the path.
+    return firmware_factory(csms_or_url, heapsize=heapsize, main=build["main"], micropypath=".frozen",
+                            micropython=build["path"], extra=list(extra))
+
+
+@pytest.mark.parametrize("run", range(FROZEN_RUNS))
+def test_full_session_fits_64K_on_the_32bit_frozen_build_over_ws(csms, firmware_factory, frozen32, run):
+    fw = frozen_session(firmware_factory, csms, frozen32, FROZEN_WS_BUDGET)
+    scenario.budget_session(fw, csms)
+    fw.send("mem")
+    print(fw.wait_line(r"memory: \d+ bytes in use"))
+    assert scenario.firmware_failure(fw) is None
+    assert csms.violations == []
+
+
+@pytest.mark.parametrize("run", range(FROZEN_RUNS))
+def test_full_session_fits_96K_over_wss_with_tls_in_the_heap(pki, firmware_factory, frozen32_tls, run):
+    csms = DevCSMS(heartbeat_interval=300)
+    csms.start_in_thread(ssl=server_tls(pki))
+    fw = None
+    try:
+        fw = frozen_session(firmware_factory, "wss://localhost:%d" % csms.port, frozen32_tls, FROZEN_WSS_BUDGET,
+                            ["--ca", str(pki / "ca.pem")])
+        scenario.budget_session(fw, csms)
+        fw.send("mem")
+        print(fw.wait_line(r"memory: \d+ bytes in use"))
+        assert scenario.firmware_failure(fw) is None
+        assert csms.violations == []
+    finally:
+        if fw:
+            fw.stop()
+        csms.stop_thread()

@@ -95,9 +95,12 @@ async def _command(station, config, cp, meters, w):
         station.connectors[int(w[1])].lock.jammed = w[2] == "jam"
         log.info("console", "connector %s: cable lock %s" % (w[1], "stuck" if w[2] == "jam" else "works"))
     elif cmd == "mem":
-        # Heap in use after a full collection (the fuzz test bounds its growth).
+        # Heap in use after a full collection (the fuzz test bounds its growth), and the bytes
+        # allocated since start where the port counts them (tools/mem_probe.py: what a message costs).
         gc.collect()
-        log.info("console", "memory: %d bytes in use, %d free" % (gc.mem_alloc(), gc.mem_free()))
+        total = getattr(micropython, "mem_total", None)
+        log.info("console", "memory: %d bytes in use, %d free%s" % (
+            gc.mem_alloc(), gc.mem_free(), ", %d allocated since start" % total() if total else ""))
         micropython.qstr_info()  # interned names: in RAM when loaded, in flash when frozen
     elif cmd == "stall":
         # The first call starts the monitor; each call reports the longest stall so far.

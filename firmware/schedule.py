@@ -42,8 +42,9 @@
 #   sharing it among connectors is the caller's business. Profiles that
 #   cannot apply (ChargePointMax on a connector > 0, Tx on connector 0) are
 #   ignored here and refused by from_ocpp16.
-# - Limits are rounded DOWN to 0.1 (never above what a profile allows), after
-#   adding 0.005 so that float noise (10999.9999 W) does not cost a tenth.
+# - Limits are rounded DOWN to 0.1 (never above what a profile allows: 6000 W
+#   on 3 phases is 8.6 A), after adding a millionth so that float noise
+#   (10999.9999 W, single-precision floats on the boards) does not cost a tenth.
 # - minChargingRate is kept but does not change the limit.
 # - composite() with duration <= 0 gives the one period in force at start.
 #   limit_now()'s next change is the next second where the rounded current or
@@ -217,7 +218,7 @@ _U = const(13)  # state: the next time (> the state's time) it may change
 
 def _round(x):
     # down to 0.1, float noise aside
-    return int(x * 10 + 0.05) / 10
+    return int(x * 10.00001) / 10
 
 
 def _entries(profiles, connector, base, tx_start, tx_id, phases, follow):

@@ -74,8 +74,9 @@ _NEVER = const(0x20000000)  # later than any breakpoint
 
 
 class Profile:
-    # periods: ((start_offset_s, limit, number_phases or None), ...), ascending,
-    # in `unit` ("A" per phase or "W" in all). recur: DAILY, WEEKLY or None.
+    # periods: ((start_offset_s, limit, number_phases or None), ...), ascending
+    # (what follows a period that does not ascend is not executed), in `unit`
+    # ("A" per phase or "W" in all). recur: DAILY, WEEKLY or None.
     def __init__(self, id, connector, purpose, stack, kind, unit, periods, recur=None, valid_from=None,
                  valid_to=None, start=None, duration=None, min_rate=None, tx_id=None):
         self.id = id
@@ -250,10 +251,12 @@ def _entries(profiles, connector, base, tx_start, tx_id, phases, follow):
         end = _NEVER if end is None else _clamp(end)
         if r and r < end:
             end = r
-        k = 0
+        k = 0  # the periods executed: those before the end (§5.16.4 note, errata 3.44), ascending
+        last = -_NEVER
         for q in periods:
-            if q[0] >= end:  # never executed (§5.16.4 note, errata 3.44)
+            if q[0] >= end or q[0] <= last:
                 break
+            last = q[0]
             k += 1
         s = None if p.kind == RELATIVE else p.start
         if s is None:

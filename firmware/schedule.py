@@ -19,9 +19,9 @@
 #   it is not (yet, or any more) valid or active: a replacement, as installing
 #   one with the same stackLevel is (§3.13.2 note: "revert to default behavior
 #   until validFrom"). Other stack levels of connector 0 still count.
-# - Two profiles of one purpose at one stackLevel (the installer replaces
-#   such; only possible between the connector's and connector 0's at the same
-#   level, see above): the lower limit wins.
+# - Two profiles of one purpose and stackLevel that both apply (installing
+#   one replaces the other, so only a fallback): the lower limit wins, then
+#   the one with fewer phases.
 # - The common unit for the minimum is A per phase, what the control pilot
 #   enforces: a limit in W counts as W / (230 V x numberPhases). numberPhases
 #   absent: the connector's phases (3 unless told, as OCPP says). Equal
@@ -43,9 +43,12 @@
 #   cannot apply (ChargePointMax on a connector > 0, Tx on connector 0) are
 #   ignored here and refused by from_ocpp16.
 # - Limits are rounded DOWN to 0.1 (never above what a profile allows: 6000 W
-#   on 3 phases is 8.6 A), after adding a millionth so that float noise
+#   on 3 phases is 8.6 A), after adding a millionth of it so that float noise
 #   (10999.9999 W, single-precision floats on the boards) does not cost a tenth.
 # - minChargingRate is kept but does not change the limit.
+# - from_ocpp16 ignores recurrencyKind unless Recurring (errata 3.56),
+#   transactionId unless TxProfile, startSchedule of a Relative schedule; it
+#   refuses validTo <= validFrom, numberPhases outside 1..3, negative limits.
 # - composite() with duration <= 0 gives the one period in force at start.
 #   limit_now()'s next change is the next second where the rounded current or
 #   the phases differ (None: never, or more than 8.5 years away).

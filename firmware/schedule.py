@@ -19,9 +19,9 @@
 #   it is not (yet, or any more) valid or active: a replacement, as installing
 #   one with the same stackLevel is (§3.13.2 note: "revert to default behavior
 #   until validFrom"). Other stack levels of connector 0 still count.
-# - Two profiles of one purpose at one stackLevel (the installer replaces
-#   such; only possible between the connector's and connector 0's at the same
-#   level, see above): the lower limit wins.
+# - Two profiles of one purpose and stackLevel that both apply (installing
+#   one replaces the other, so only a fallback): the lower limit wins, then
+#   the one with fewer phases.
 # - The common unit for the minimum is A per phase, what the control pilot
 #   enforces: a limit in W counts as W / (230 V x numberPhases). numberPhases
 #   absent: the connector's phases (3 unless told, as OCPP says). Equal
@@ -43,9 +43,12 @@
 #   cannot apply (ChargePointMax on a connector > 0, Tx on connector 0) are
 #   ignored here and refused by from_ocpp16.
 # - Limits are rounded DOWN to 0.1 (never above what a profile allows: 6000 W
-#   on 3 phases is 8.6 A), after adding a millionth so that float noise
+#   on 3 phases is 8.6 A), after adding a millionth of it so that float noise
 #   (10999.9999 W, single-precision floats on the boards) does not cost a tenth.
 # - minChargingRate is kept but does not change the limit.
+# - from_ocpp16 ignores recurrencyKind unless Recurring (errata 3.56),
+#   transactionId unless TxProfile, startSchedule of a Relative schedule; it
+#   refuses validTo <= validFrom, numberPhases outside 1..3, negative limits.
 # - composite() with duration <= 0 gives the one period in force at start.
 #   limit_now()'s next change is the next second where the rounded current or
 #   the phases differ (None: never, or more than 8.5 years away).
@@ -74,8 +77,9 @@ _NEVER = const(0x20000000)  # later than any breakpoint
 
 
 class Profile:
-    # periods: ((start_offset_s, limit, number_phases or None), ...), ascending,
-    # in `unit` ("A" per phase or "W" in all). recur: DAILY, WEEKLY or None.
+    # periods: ((start_offset_s, limit, number_phases or None), ...), ascending
+    # (what follows a period that does not ascend is not executed), in `unit`
+    # ("A" per phase or "W" in all). recur: DAILY, WEEKLY or None.
     def __init__(self, id, connector, purpose, stack, kind, unit, periods, recur=None, valid_from=None,
                  valid_to=None, start=None, duration=None, min_rate=None, tx_id=None):
         self.id = id
@@ -250,10 +254,12 @@ def _entries(profiles, connector, base, tx_start, tx_id, phases, follow):
         end = _NEVER if end is None else _clamp(end)
         if r and r < end:
             end = r
-        k = 0
+        k = 0  # the periods executed: those before the end (§5.16.4 note, errata 3.44), ascending
+        last = -_NEVER
         for q in periods:
-            if q[0] >= end:  # never executed (§5.16.4 note, errata 3.44)
+            if q[0] >= end or q[0] <= last:
                 break
+            last = q[0]
             k += 1
         s = None if p.kind == RELATIVE else p.start
         if s is None:

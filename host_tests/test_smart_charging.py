@@ -41,7 +41,7 @@ def composite(csms, cid, duration, unit=None):
 
 
 def limits(answer):
-    return [(p["start_period"], p["limit"]) for p in answer.charging_schedule["charging_schedule_period"]]
+    return [(p["start_period"], float(p["limit"])) for p in answer.charging_schedule["charging_schedule_period"]]
 
 
 def start(fw, csms, cid=1, amps=16):
@@ -127,6 +127,10 @@ def test_connector_tx_default_replaces_the_connector_zero_one_at_the_same_stack_
     assert w.charging_schedule["charging_rate_unit"] == "W" and limits(w) == [(0, 6900.0)]
     assert set_profile(csms, 2, profile(5, "TxDefaultProfile", sched((0, 4140), unit="W"), stack=1)) == "Accepted"
     assert limits(composite(csms, 2, 300)) == [(0, 6.0)]
+    # 6000 W / (230 V x 3) = 8.69 A: 8.6 (rounded down), sent as 8.6, a multiple of 0.1 (csms.violations)
+    assert set_profile(csms, 2, profile(6, "TxDefaultProfile", sched((0, 6000), unit="W"), stack=2)) == "Accepted"
+    assert limits(composite(csms, 2, 300)) == [(0, 8.6)]
+    assert '"limit":8.6,' in [line for line in fw.lines if "chargingSchedulePeriod" in line][-1]
     assert composite(csms, 9, 300).status == "Rejected"
     assert csms.violations == []
 

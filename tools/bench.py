@@ -561,6 +561,42 @@ def latency(log):
 
 # ---- 4. loop stall over wss / ws reconnects -------------------------------------
 
+def composite_schedule(log, calls=20):
+    """GetCompositeSchedule of a two-day window over 4 Recurring Daily TxDefaultProfiles of
+    24 hourly periods each (issue #11: under 50 ms), CSMS side, firmware on .mpy."""
+    csms = new_csms()
+    data = data_dir()
+    fw = firmware("mpy", "ws://127.0.0.1:%d" % csms.port, data, cp="FW001")
+    try:
+        fw.start()
+        fw.wait_line(r"accepted this charge point")
+        start = time.strftime("%Y-%m-%dT00:00:00Z", time.gmtime())
+        for stack in range(4):
+            periods = [{"startPeriod": h * 3600, "limit": 6 + (h * 7 + stack * 5) % 26} for h in range(24)]
+            p = {"chargingProfileId": 100 + stack, "stackLevel": stack, "chargingProfilePurpose": "TxDefaultProfile",
+                 "chargingProfileKind": "Recurring", "recurrencyKind": "Daily",
+                 "chargingSchedule": {"chargingRateUnit": "A", "startSchedule": start,
+                                      "duration": 86400 - stack * 3 * 3600, "chargingSchedulePeriod": periods}}
+            answer = csms.run_call("FW001", call.SetChargingProfile(connector_id=0, cs_charging_profiles=p))
+            assert answer.status == "Accepted", answer
+        samples = []
+        n = 0
+        for _ in range(calls):
+            answer, ms = timed_call(csms, "FW001", call.GetCompositeSchedule(connector_id=1, duration=172800))
+            n = len(answer.charging_schedule["charging_schedule_period"])
+            samples.append(ms)
+        assert not csms.violations, "schema violations: %r" % (csms.violations[:1],)
+        why = scenario.firmware_failure(fw)
+        assert why is None, why
+        out = dict(stats(samples), periods=n)
+        log("  GetCompositeSchedule, 2 days, 4 recurring profiles: p50 %.2f ms, %d periods" % (out["p50_ms"], n))
+        return out
+    finally:
+        fw.stop()
+        csms.stop_thread()
+        shutil.rmtree(data, ignore_errors=True)
+
+
 def make_pki(d):
     d.mkdir(parents=True, exist_ok=True)
     make_cert(d, "ca", "/CN=Bench CSMS CA", "basicConstraints=critical,CA:TRUE",
@@ -757,6 +793,11 @@ def table(res):
                 s["reconnect_us"] / 1000, s["idle_us"] / 1000), "", ""))
         elif s:
             rows.append(("longest loop stall, " + label, "not measured: " + s.get("error", "?"), "", ""))
+    c = res.get("composite_schedule")
+    if c:
+        rows.append(("GetCompositeSchedule, CSMS side: 2-day window, 4 Recurring Daily profiles of 24 periods, p50 / p99 "
+                     "of %d" % c.get("n", 0), "%.2f / %.2f ms (%d periods)" % (c["p50_ms"], c["p99_ms"], c["periods"])
+                     if "p50_ms" in c else "not measured: " + c.get("error", "?"), "", ""))
     b = res.get("boot")
     if b:
         rows.append(("boot: process start to BootNotification Accepted, median of %d (.mpy, existing flash)"
@@ -853,6 +894,11 @@ def main():
     except Exception as e:
         res["latency_error"] = "%s: %s" % (type(e).__name__, str(e).splitlines()[0] if str(e) else "")
         log("latency failed: " + res["latency_error"])
+    log("GetCompositeSchedule")
+    try:
+        res["composite_schedule"] = composite_schedule(log)
+    except Exception as e:
+        res["composite_schedule"] = {"error": "%s: %s" % (type(e).__name__, str(e).splitlines()[0] if str(e) else "")}
     for key in ([] if args.no_wss else ["wss"]) + ["ws"]:
         log("loop stall over one %s reconnect" % key)
         try:

@@ -124,11 +124,17 @@ def table(cp):
         unit = p.get("chargingRateUnit", "A")
         now = clock.now()
         periods = station.profiles().composite(c, now, p["duration"], unit, c.transaction)
-        return {"status": "Accepted", "connectorId": cid, "scheduleStart": clock.iso(now),
-                "chargingSchedule": {"duration": p["duration"], "startSchedule": clock.iso(now),
-                                     "chargingRateUnit": unit, "chargingSchedulePeriod": [
-                                         {"startPeriod": o, "limit": limit, "numberPhases": n}
-                                         for o, limit, n in periods]}}
+
+        def answer():
+            # JSON text in pieces: limits written with one decimal ("8.7"), which
+            # json.dumps would give as 8.699999999999999 (not a multiple of 0.1)
+            yield '{"status":"Accepted","connectorId":%d,"scheduleStart":"%s","chargingSchedule":' \
+                  '{"duration":%d,"startSchedule":"%s","chargingRateUnit":"%s","chargingSchedulePeriod":[' % (
+                      cid, clock.iso(now), p["duration"], clock.iso(now), unit)
+            for i, (o, limit, n) in enumerate(periods):
+                yield '%s{"startPeriod":%d,"limit":%.1f,"numberPhases":%d}' % ("," if i else "", o, limit, n)
+            yield "]}}"
+        return answer
 
     # ---- Local Auth List Management -------------------------------------------
     def get_local_list_version(p):

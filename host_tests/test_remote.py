@@ -35,7 +35,7 @@ def test_remote_start_answers(csms, firmware_factory):
     assert run(id_tag="OTHER", connector_id=1) == "Accepted"
     wait_status(csms, 1, "Preparing")
     wait_status(csms, 1, "Available")  # nobody plugged in: the authorization lapsed
-    # A TxProfile is accepted but not applied (no Smart Charging yet, and the log says so);
+    # A TxProfile becomes the transaction's limit (test_smart_charging.py has the rest);
     # other purposes, or one naming a transaction, are refused.
     sched = {"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 16}]}
     tx_profile = {"chargingProfileId": 7, "stackLevel": 0, "chargingProfilePurpose": "TxProfile",
@@ -45,7 +45,7 @@ def test_remote_start_answers(csms, firmware_factory):
     assert run(id_tag="P1", connector_id=1, charging_profile=dict(tx_profile, transactionId=3)) == "Rejected"
     fw.send("plug 1")
     assert run(id_tag="P1", connector_id=1, charging_profile=tx_profile) == "Accepted"
-    fw.wait_line(r"charging profile 7 ignored, this station does not support Smart Charging")
+    fw.wait_line(r"connector 1: charging limit 16.0 A")
     # RemoteStop: unknown transaction Rejected, known Accepted with reason Remote.
     csms.wait_for(lambda: len(csms.transactions) == 2, 10, "two transactions")
     assert csms.run_call("CP001", call.RemoteStopTransaction(transaction_id=999)).status == "Rejected"

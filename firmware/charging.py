@@ -47,18 +47,19 @@ class ChargingProfiles:
         except OSError as e:
             log.exc(_TAG, "cannot store the charging profiles", e)
 
-    def refusal(self, p, tx):
+    def refusal(self, p, tx, starting=False):
         # -> why profile p cannot be installed, or None. tx: the running
-        # Transaction on p's connector, or None.
+        # Transaction on p's connector, or None; starting: p is the TxProfile
+        # of a transaction about to start (RemoteStartTransaction).
         cfg = self.config
         if p.purpose == MAX and p.connector != 0:
             return "a ChargePointMaxProfile belongs on connector 0"
         if p.purpose == TX:
             if p.connector == 0:
                 return "a TxProfile needs a connector"
-            if tx is None:
+            if tx is None and not starting:
                 return "no transaction runs on connector %d" % p.connector
-            if p.tx_id is not None and p.tx_id != tx.id:
+            if tx is not None and p.tx_id is not None and p.tx_id != tx.id:
                 return "transaction %d does not run on connector %d" % (p.tx_id, p.connector)
         if p.stack > cfg.get("ChargeProfileMaxStackLevel"):
             return "stackLevel %d is above ChargeProfileMaxStackLevel" % p.stack

@@ -285,7 +285,6 @@ class Station:
         elif c.transaction:
             # §4.10: the cable is released too when UnlockConnectorOnEVSideDisconnect
             # says so, else it stays locked until the user's card is presented.
-            # (StopTransactionOnEVSideDisconnect false: the session and the lock go on.)
             tx = c.transaction
             release = self.config.get("UnlockConnectorOnEVSideDisconnect")
             self.stop_transaction(c, "EVDisconnected", unlock=release)

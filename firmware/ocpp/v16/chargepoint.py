@@ -125,6 +125,8 @@ class ChargePoint:
             self._status_due[c.id] = time.ticks_add(time.ticks_ms(), hold * 1000)
 
     def _send_due_statuses(self):
+        if not self._status_due:  # called every second: nothing allocated when idle
+            return
         now = time.ticks_ms()
         for cid in list(self._status_due):
             if time.ticks_diff(now, self._status_due[cid]) >= 0:

@@ -7,7 +7,6 @@ import clock
 import log
 
 VENDOR_ID = "mpocpp"  # our vendorId for DataTransfer
-_STARTING = True  # stands for the transaction a RemoteStartTransaction's TxProfile is for
 _PURPOSES = {"ChargePointMaxProfile": 0, "TxDefaultProfile": 1, "TxProfile": 2}  # charging.MAX, TX_DEFAULT, TX
 
 
@@ -54,7 +53,7 @@ def table(cp):
                 return {"status": "Rejected"}
             profile = _profile(profile, c.id if c else 1)
             # the limits of SetChargingProfile, for the transaction about to start
-            if profile is None or station.profiles().refusal(profile, _STARTING):
+            if profile is None or station.profiles().refusal(profile, None, True):
                 return {"status": "Rejected"}
         if c is None:
             return {"status": "Rejected"}

@@ -16,7 +16,8 @@ def _emit(lvl, tag, msg, end="\n"):
     if lvl < level:
         return
     t = time.localtime()
-    print("%02d:%02d:%02d %s %s: %s" % (t[3], t[4], t[5], _NAMES[lvl], tag, msg), end=end)
+    # msg is printed as it is, not copied into a formatted line: a frame's text can be kilobytes
+    print("%02d:%02d:%02d %s %s:" % (t[3], t[4], t[5], _NAMES[lvl], tag), msg, end=end)
 
 
 def debug(tag, msg):
@@ -38,7 +39,8 @@ def error(tag, msg):
 def frame(direction, text):
     # direction: ">>" sent to the CSMS, "<<" received from it
     if FRAME >= level:
-        _emit(FRAME, "ocpp", direction + " " + text)
+        _emit(FRAME, "ocpp", direction, " ")
+        print(text)
 
 
 def frame_parts(direction, parts):

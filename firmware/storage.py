@@ -41,7 +41,7 @@ class Store:
         n = len(data) - 10  # trailer "~xxxxxxxx\n"
         if n < 2 or data[n - 1] != 10 or data[n] != 126 or data[-1] != 10:
             return None
-        body = data[: n - 1]
+        body = memoryview(data)[: n - 1]  # not copied: json.loads and crc32 read it in place
         try:
             if int(data[n + 1 : -1], 16) != crc32(body):
                 return None

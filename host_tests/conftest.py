@@ -21,9 +21,10 @@ MICROPYTHON = str(Path(sys.executable).parent / "micropython")
 MICROPYPATH = os.environ.get("FW_MICROPYPATH", "firmware:lib:.frozen")
 
 
-def mp_env(micropypath=None):
+def mp_env(micropypath=None, extra=None):
     env = dict(os.environ)
     env["MICROPYPATH"] = micropypath or MICROPYPATH
+    env.update(extra or {})
     return env
 
 
@@ -43,7 +44,7 @@ class Firmware:
     firmware exits with code 75 and comes back on the same stdin/stdout and data."""
 
     def __init__(self, data_dir, csms_url, cp_id="CP001", board="boards/unix", extra=(), heapsize=None,
-                 main="firmware/main.py", micropypath=None, frames=True, micropython=None):
+                 main="firmware/main.py", micropypath=None, frames=True, micropython=None, env=None):
         # main, micropypath: to run compiled modules, give a main.py copy in a directory of its
         # own and micropypath=<.mpy dir>:.frozen (MicroPython puts the script's directory first
         # on sys.path, so firmware/main.py would import firmware/*.py whatever MICROPYPATH says).
@@ -51,6 +52,7 @@ class Firmware:
         # (tools/build_firmware.py; then micropypath=".frozen" and its main.py).
         self.data_dir = Path(data_dir)
         self.micropypath = micropypath
+        self.env = env  # extra environment variables, e.g. FLASH_UNIT (hw/unixflash.py)
         heapsize = heapsize or os.environ.get("FW_HEAPSIZE")
         self.cmd = [str(micropython or MICROPYTHON)] + (["-X", "heapsize=" + heapsize] if heapsize else []) + [
             str(main), "--board", board, "--data", str(data_dir),
@@ -62,7 +64,7 @@ class Firmware:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.lines = []
         self._seen = 0
-        self.proc = subprocess.Popen([str(ROOT / "tools" / "unix_loop.sh")] + self.cmd, cwd=ROOT, env=mp_env(self.micropypath),
+        self.proc = subprocess.Popen([str(ROOT / "tools" / "unix_loop.sh")] + self.cmd, cwd=ROOT, env=mp_env(self.micropypath, self.env),
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, bufsize=1, start_new_session=True)
         self._q = queue.Queue()

@@ -98,7 +98,7 @@ def frozen32_tls():
 def frozen_session(firmware_factory, csms_or_url, build, heapsize, extra=()):
     # The build's binary, its copy of main.py, and nothing but the frozen modules on the path.
     return firmware_factory(csms_or_url, heapsize=heapsize, main=build["main"], micropypath=".frozen",
-                            micropython=build["path"], extra=list(extra))
+                            micropython=build["path"], extra=list(extra), env=build["env"])
 
 
 @pytest.mark.parametrize("run", range(FROZEN_RUNS))

@@ -98,6 +98,7 @@ MPY_OUT = ROOT / "build" / "mpy"  # build_mpy --arch x64 --out build/mpy -> buil
 MAIN_DIR = BUILD / "main"  # main.py, as source, alone in its directory
 ROMFS_IMAGE = BUILD / "romfs.img"  # build/mpy/x64 as a ROMFS image (mpremote romfs build)
 MODES = {  # name -> (main.py to run, MICROPYPATH, the unix-port binary; None: the venv's)
+    # [, extra environment: build_firmware.board_env for the frozen builds]
     "mpy": (str((MAIN_DIR / "main.py").relative_to(ROOT)), "build/mpy/x64:.frozen", None),
     "source": ("firmware/main.py", "firmware:lib:.frozen", None),
     "romfs": ("tools/romfs_main.py", ".frozen", None),  # .mpy executed in place from ROMFS_IMAGE
@@ -155,9 +156,9 @@ class LibChargePoint(BenchFirmware):
 
 
 def firmware(mode, csms_url, data, heap=None, frames=False, cp="CP001", extra=()):
-    main, path, binary = MODES[mode]
+    main, path, binary = MODES[mode][:3]
     return BenchFirmware(data, csms_url, cp, heapsize=heap, main=main, micropypath=path, frames=frames,
-                         extra=list(extra), micropython=binary)
+                         extra=list(extra), micropython=binary, env=MODES[mode][3] if len(MODES[mode]) > 3 else None)
 
 
 def new_csms(ssl=None):
@@ -270,7 +271,7 @@ def build_frozen(log):
             out[mode] = {"missing": str(e).splitlines()[0]}
             log("  %s: not measured: %s" % (mode, out[mode]["missing"]))
             continue
-        MODES[mode] = (os.path.relpath(info["main"], ROOT), ".frozen", info["path"])
+        MODES[mode] = (os.path.relpath(info["main"], ROOT), ".frozen", info["path"], info["env"])
         out[mode] = {k: info[k] for k in ("path", "cached", "seconds", "key", "source")}
         log("  %s: %s (%s, %.1f s)" % (mode, os.path.relpath(info["path"], ROOT),
                                        "cached" if info["cached"] else "built", info["seconds"]))
@@ -352,7 +353,7 @@ def import_footprint(mode):
                 rel = rel.parent
             if str(rel) not in ("main", "app"):
                 names.append(str(rel).replace("/", "."))
-    _, path, binary = MODES[mode]
+    _, path, binary = MODES[mode][:3]
     with tempfile.TemporaryDirectory() as d:  # an empty current directory: nothing but .frozen
         p = subprocess.run([binary, "-c", IMPORTS % (names, names)], cwd=d, env=dict(os.environ, MICROPYPATH=path),
                            capture_output=True, text=True, timeout=60)

@@ -208,9 +208,19 @@ def _main(out_dir):
     return main
 
 
+def board_env(tls_heap):
+    # The environment that gives a run the board's shape beside the build's:
+    # the emulated flash mounted with the ESP32's LittleFS units (32 B: an
+    # open file holds 280 B) for the build whose TLS is outside the heap, as
+    # on an ESP32, and with the RP2040's (256 B: 1.1 KB per file) for the one
+    # whose mbedTLS allocates in the heap, as on an RP2040 (hw/unixflash.py).
+    return {"FLASH_UNIT": "256" if tls_heap else "32"}
+
+
 def build(board="unix", arch="x86", tls_heap=False, src=None, jobs=2, log=print):
-    """Build (or take from the cache) the firmware binary -> {"path", "cached", "seconds",
-    "key", "source", ...}. Raises Unavailable or BuildFailed."""
+    """Build (or take from the cache) the firmware binary -> {"path", "main", "env", "cached",
+    "seconds", "key", "source", ...}; run it with "env" added to the environment (board_env).
+    Raises Unavailable or BuildFailed."""
     if board not in BOARDS:
         raise Unavailable("BOARD=%s: make firmware builds the unix port (BOARD=%s); an ESP32 or RP2040 "
                           "image is built in its port with its toolchain (README, Freezing)" % (board, "|".join(BOARDS)))
@@ -233,7 +243,8 @@ def build(board="unix", arch="x86", tls_heap=False, src=None, jobs=2, log=print)
         except (OSError, ValueError):
             info = {}
         if info.get("key") == key and binary.is_file():
-            info.update(cached=True, seconds=round(time.time() - t0, 2), path=str(binary), main=str(_main(out_dir)))
+            info.update(cached=True, seconds=round(time.time() - t0, 2), path=str(binary), main=str(_main(out_dir)),
+                        env=board_env(tls_heap))
             return info
         tree = extract(src, log) if src.is_file() else src
         obj = BUILD / "obj" / name
@@ -257,7 +268,8 @@ def build(board="unix", arch="x86", tls_heap=False, src=None, jobs=2, log=print)
                 "source_tree": str(tree), "make_args": args, "built": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "build_seconds": round(time.time() - t0, 1), "jobs": jobs}
         stamp.write_text(json.dumps(info, indent=1) + "\n")
-        info.update(cached=False, seconds=info["build_seconds"], path=str(binary), main=str(_main(out_dir)))
+        info.update(cached=False, seconds=info["build_seconds"], path=str(binary), main=str(_main(out_dir)),
+                    env=board_env(tls_heap))
         log("built %s in %.1f s" % (binary.relative_to(ROOT), info["seconds"]))
         return info
 

@@ -47,7 +47,8 @@ class Probe:
         self.csms = DevCSMS(heartbeat_interval=300)
         self.csms.start_in_thread()
         self.fw = Firmware(tempfile.mkdtemp(dir=OUT), "ws://127.0.0.1:%d" % self.csms.port, board=str(board_dir),
-                           main=build["main"], micropypath=".frozen", micropython=build["path"], frames=False)
+                           main=build["main"], micropypath=".frozen", micropython=build["path"], frames=False,
+                           env=build["env"])
 
     def boot(self, statuses):
         self.fw.start()

@@ -7,12 +7,15 @@
 # (StatusNotification, MeterValues outside a transaction) lives in RAM and is
 # dropped with the link: the current state is sent again on reconnect.
 #
-# The journal is one append-only file of lines "<crc32 hex> <json>\n":
+# The journal is one append-only file of lines "<json> <crc32 hex>\n":
 #   ["P", seq, action, local, payload]   a queued message (local: our transaction number)
 #   ["D", seq]                           answered, given up or thinned out
 #   ["T", local, transactionId]          the CSMS's id for our transaction
 # A torn last line (power lost mid-write) fails its CRC and is discarded with
-# whatever follows it. The file is rewritten compactly when it grows.
+# whatever follows it. The file is rewritten compactly when it grows. The
+# record is written by json.dump straight into the file, so its text is never
+# whole in RAM, and the CRC read back from the file; lines of the earlier
+# layout "<crc32 hex> <json>\n" are still read.
 # RAM holds only the index (seq, file offset, kind, local) of journaled
 # entries; payloads are read back from flash when their turn comes.
 import json
@@ -26,6 +29,9 @@ _START = const(0)
 _STOP = const(1)
 _SAMPLE = const(2)  # periodic transaction MeterValues: may be thinned out
 _METER = const(3)  # other transaction MeterValues
+# An emptied journal is rewritten once it holds this much: not after every
+# answered message (a file rewrite each time), and a short replay at boot.
+_COMPACT_EMPTY = const(8192)
 _KINDS = {"StartTransaction": _START, "StopTransaction": _STOP}
 
 
@@ -54,6 +60,7 @@ class Outbox:
         self._locals = []
         self._next = 1
         self._head = None  # cached Entry for the first message
+        self._fresh = None  # the Entry put() journaled into an empty queue, until it is sent
         self._file_size = 0
         self.bytes_written = 0
         self._load()
@@ -79,6 +86,8 @@ class Outbox:
         off, size = self._append(["P", seq, action, local, payload])
         if off is None:
             return False
+        if not self._seqs:  # it is the next to go: peek() need not read it back from flash
+            self._fresh = Entry(seq, action, payload, local)
         self._seqs.append(seq)
         self._offs.append(off)
         self._sizes.append(size)
@@ -98,6 +107,8 @@ class Outbox:
         if js is None or (vs is not None and vs < js):
             v = self.volatile[0]
             self._head = Entry(v[0], v[1], v[2], None)
+        elif self._fresh is not None and self._fresh.seq == js:
+            self._head = self._fresh
         else:
             rec = self._read(self._offs[0], self._sizes[0])
             if rec is None:  # unreadable on flash: skip it rather than stall
@@ -155,8 +166,8 @@ class Outbox:
             a.pop(i)
         self._kinds = self._kinds[:i] + self._kinds[i + 1:]
         if i == 0:
-            self._head = None
-        if not self._seqs:
+            self._head = self._fresh = None
+        if not self._seqs and self._file_size > _COMPACT_EMPTY:
             self._compact()
         elif self._file_size > 2 * self.budget + 4096:
             self._compact()
@@ -188,17 +199,16 @@ class Outbox:
         return -1
 
     def _append(self, rec):
-        line = _encode(rec)
         try:
-            with open(self.path, "ab") as f:
-                f.write(line)
+            with open(self.path, "ab+") as f:  # + : the CRC is read back
+                n = _write(f, rec)
         except OSError as e:
             log.exc("outbox", "cannot write the transaction queue to flash", e)
             return None, 0
         off = self._file_size
-        self._file_size += len(line)
-        self.bytes_written += len(line)
-        return off, len(line)
+        self._file_size += n
+        self.bytes_written += n
+        return off, n
 
     def _read(self, off, size):
         try:
@@ -271,16 +281,15 @@ class Outbox:
         tmp = self.path + ".tmp"
         offs, sizes = [], []
         try:
-            with open(tmp, "wb") as f:
+            with open(tmp, "wb+") as f:
                 pos = 0
                 for rec in records + entries:
-                    line = _encode(rec)
-                    f.write(line)
+                    n = _write(f, rec)
                     if rec[0] == "P":
                         offs.append(pos)
-                        sizes.append(len(line))
-                    pos += len(line)
-                    self.bytes_written += len(line)
+                        sizes.append(n)
+                    pos += n
+                    self.bytes_written += n
             os.rename(tmp, self.path)
         except OSError as e:
             log.exc("outbox", "cannot compact the transaction queue", e)
@@ -292,7 +301,7 @@ class Outbox:
         self._locals = [rec[3] for rec in entries]
         self._kinds = bytearray(_KINDS.get(r[2], _SAMPLE if r[2] == "MeterValues" and _periodic(r[4]) else _METER)
                                 for r in entries)
-        self._head = None
+        self._head = self._fresh = None
 
 
 def _periodic(payload):
@@ -302,21 +311,47 @@ def _periodic(payload):
         return False
 
 
-def _encode(rec):
-    # Bytes, so that file offsets are byte offsets whatever the text holds.
-    body = json.dumps(rec).encode()
-    return b"%08x " % (binascii.crc32(body) & 0xFFFFFFFF) + body + b"\n"
+_crc_buf = bytearray(64)  # the CRC's read-back window
+
+
+def _write(f, rec):
+    # One journal line for rec at the end of f (opened for reading and
+    # writing): the JSON streamed into the file, then the CRC32 of what was
+    # written. -> the line's length in bytes.
+    start = f.seek(0, 2)
+    json.dump(rec, f)
+    end = f.tell()
+    f.seek(start)
+    crc = 0
+    mv = memoryview(_crc_buf)
+    left = end - start
+    while left:
+        n = f.readinto(mv if left >= 64 else mv[:left])
+        if not n:
+            raise OSError("journal read-back ended early")
+        crc = binascii.crc32(mv[:n] if n < 64 else mv, crc)
+        left -= n
+    f.write(b" %08x\n" % (crc & 0xFFFFFFFF))  # the file is in append mode: this goes at the end
+    return end - start + 10
 
 
 def _decode(line):
     # -> the record of a journal line, or None when it is torn or corrupt.
-    if len(line) < 11 or line[8] != 32 or line[-1] != 10:
+    if len(line) < 11 or line[-1] != 10:
         return None
-    body = line[9:-1]
-    try:
-        if int(line[:8], 16) != binascii.crc32(body) & 0xFFFFFFFF:
+    mv = memoryview(line)  # parsed where it lies, not copied
+    if line[0] == 91:  # "[": <json> <crc>
+        if line[-10] != 32:
             return None
-        rec = json.loads(body.decode())
+        body, crc = mv[:-10], line[-9:-1]
+    elif line[8] == 32:  # the earlier layout, <crc> <json>
+        body, crc = mv[9:-1], line[:8]
+    else:
+        return None
+    try:
+        if int(crc, 16) != binascii.crc32(body) & 0xFFFFFFFF:
+            return None
+        rec = json.loads(body)
     except (ValueError, UnicodeError):
         return None
     return rec if type(rec) is list and rec else None

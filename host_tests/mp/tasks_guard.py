@@ -7,11 +7,15 @@ runs = []
 ticks = [0]
 
 
+done = asyncio.Event()
+
+
 async def flaky():
     runs.append(1)
     if len(runs) < 3:
         raise RuntimeError("sensor unplugged")
     print("flaky done after", len(runs), "runs")
+    done.set()
 
 
 async def ticker():
@@ -22,8 +26,8 @@ async def ticker():
 
 async def main():
     asyncio.create_task(ticker())
-    t = guard("flaky", flaky, 0)
-    await t
+    guard("flaky", flaky, 0)
+    await asyncio.wait_for(done.wait(), 5)
     print("ticker alive", ticks[0] > 0)
 
 

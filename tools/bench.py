@@ -62,6 +62,9 @@ Prints one table and writes the same figures to build/bench.json:
    "accepted this charge point" log line; median of 3 boots on an existing flash
    image (a first, factory-new boot formats it and is not counted). The ocpp-lib
    charge point likewise (CPython start, imports, connect, BootNotification).
+6. Transfers (tools/bench_transfer.py, which also runs alone): lib/http.py and lib/ftp.py
+   downloading and uploading 1 MB through a 1024-byte buffer on loopback (HTTP, HTTPS, FTP),
+   KB/s and the longest loop stall beside a 1 ms ticker. In bench.json as transfer.*.
 """
 import argparse
 import ast
@@ -85,6 +88,7 @@ sys.path.insert(0, str(ROOT / "host_tests"))
 sys.path.insert(0, str(ROOT / "tools"))
 os.chdir(ROOT)
 
+import bench_transfer  # noqa: E402
 import build_firmware  # noqa: E402
 import build_mpy  # noqa: E402
 import deploy  # noqa: E402
@@ -804,6 +808,8 @@ def table(res):
         rows.append(("boot: process start to BootNotification Accepted, median of %d (.mpy, existing flash)"
                      % len(b["firmware_ms"]), "%.0f ms" % b["firmware_median_ms"], "%.0f ms" % b["ocpp_lib_median_ms"],
                      "%.2f" % (b["firmware_median_ms"] / b["ocpp_lib_median_ms"])))
+    if "transfer" in res:
+        rows += bench_transfer.rows(res["transfer"])
     return render(rows)
 
 
@@ -908,6 +914,11 @@ def main():
             res["stall_" + key] = {"error": "%s: %s" % (type(e).__name__, str(e).splitlines()[0] if str(e) else "")}
     log("boot times")
     res["boot"] = boots(log)
+    log("transfers: HTTP, HTTPS, FTP, 1 MB each way")
+    try:
+        res["transfer"] = bench_transfer.run(log)
+    except Exception as e:
+        res["transfer"] = {"error": "%s: %s" % (type(e).__name__, str(e).splitlines()[0] if str(e) else "")}
     return finish(res, args, t0, version)
 
 

@@ -613,3 +613,20 @@ def test_wss_client_certificate(net, pki):
     assert net.get() == ("client cn", "CP001")
     lines = probe(url, *ca)  # no client certificate: the server drops us
     assert len(lines) == 1 and lines[0].startswith("WSERROR TLS handshake failed"), lines
+
+
+def test_failed_tls_handshake_closes_its_socket(pki, tmp_path):
+    # A station retrying a CSMS whose certificate it refuses must not run out of sockets.
+    from conftest import run_mp, server_tls, ROOT
+    from dev_csms import DevCSMS
+    der = tmp_path / "ca2.der"
+    der.write_bytes(ssl.PEM_cert_to_DER_cert((pki / "ca2.pem").read_text()))
+    csms = DevCSMS()
+    csms.start_in_thread(ssl=server_tls(pki))
+    try:
+        out = run_mp(ROOT / "host_tests" / "mp" / "ws_tls_leak.py", "wss://localhost:%d/CP1" % csms.port, str(der))
+    finally:
+        csms.stop_thread()
+    assert out.count("refused: TLS handshake failed") == 3, out
+    before, after = map(int, re.search(r"before (\d+) after (\d+)", out).groups())
+    assert after == before, out

@@ -149,6 +149,7 @@ class WebSocket:
         self.close_code = None
         self.close_reason = None
         self._s = None  # asyncio stream (reader and writer are one object)
+        self._tcp = None  # the socket below TLS (or the stream's own)
         self._err = None  # open_connection's exception
         self._stage = 0  # handshake progress, for error messages
         self._close_sent = False
@@ -162,11 +163,17 @@ class WebSocket:
     async def _open(self, host, port, ctx, ev):
         # A task nobody cancels: until TCP connects only open_connection holds
         # the socket, so cancelling it on timeout would leak the socket.
+        # TLS is wrapped here, not by open_connection: a failed handshake
+        # does not close the TCP socket below it, so _shut closes both.
         try:
-            kw = {"ssl": ctx, "server_hostname": host} if ctx else {}  # TLS checks host
-            self._s = (await asyncio.open_connection(host, port, **kw))[0]
+            s = (await asyncio.open_connection(host, port))[0]
+            self._tcp = s.s
+            if ctx:  # the handshake runs at the first write (server_hostname: the name is checked)
+                s.s = ctx.wrap_socket(s.s, server_hostname=host, do_handshake_on_connect=False)
+                s.s.setblocking(False)
+            self._s = s
             if self.closed:  # connect() gave up meanwhile
-                self._s.s.close()
+                self._shut()
         except Exception as e:
             self._err = e
         ev.set()
@@ -231,6 +238,8 @@ class WebSocket:
         self.closed = True
         if self._s:
             self._s.s.close()  # idempotent
+        if self._tcp:
+            self._tcp.close()
         self._done.set()
 
     def _lost(self, e):

@@ -45,6 +45,31 @@ def _log_frame(direction, text):
         log.frame(direction, "%s... (%d characters)" % (text[:200], len(text)))
 
 
+_SPLIT_DEPTH = const(5)  # [2, id, action, {..., "meterValue": [{"sampledValue": [<each whole>]}]}]
+
+
+def _pieces(o, depth):
+    # The JSON text of o as pieces: lists and dicts down to `depth` levels are
+    # taken apart, what lies below goes whole through json.dumps. The same
+    # object gives the same pieces each time (parts() is called twice).
+    t = type(o)
+    if depth and (t is dict or t is list):
+        sep = "{" if t is dict else "["
+        for k in o:
+            yield sep
+            if t is dict:
+                yield json.dumps(k)
+                yield ":"
+                k = o[k]
+            yield from _pieces(k, depth - 1)
+            sep = ","
+        if sep != ",":  # empty
+            yield sep
+        yield "}" if t is dict else "]"
+    else:
+        yield json.dumps(o)
+
+
 def _frame_ok(msg):
     # A CALL needs 4 elements with a string id; a result 3; an error 5 (4 tolerated).
     if type(msg) is not list or len(msg) < 3:
@@ -80,9 +105,14 @@ class Rpc:
         return "%s-%d" % (self._prefix, self._seq)
 
     async def _send(self, msg):
-        text = json.dumps(msg)
-        _log_frame(">>", text)
-        await self.ws.send(text)
+        # The frame's JSON text is made in pieces (_pieces) as it is logged and
+        # sent: a MeterValues of many sampled values or a StopTransaction with
+        # its transactionData needs no kilobyte-long string (the largest
+        # allocations a small heap fails on).
+        def parts():
+            return _pieces(msg, _SPLIT_DEPTH)
+        log.frame_parts(">>", parts)
+        await self.ws.send_parts(parts)
 
     async def _send_parts(self, msg_id, payload):
         # A CALLRESULT whose payload() yields its JSON text in pieces: it is

@@ -16,3 +16,7 @@ class MemoryLink:
 
     async def send(self, text):
         self.sent.append(text if self.keep is None else text[:self.keep])
+
+    async def send_parts(self, parts):
+        # the real link streams the pieces; this one keeps the whole text
+        await self.send("".join(parts()))

@@ -37,7 +37,11 @@ FROZEN_RUNS = 2
 # issue #15's work 208K failed once (a 974-byte allocation in the sampler) and 216K passes,
 # rounded up to 224K. The budget that counts is the 32-bit frozen one above (README, Performance).
 HEAP_BUDGET = "224K"
-MPY_BUDGET = 120 * 1024  # bytes: .mpy of firmware/ + lib/ for xtensawin, main.py compiled too
+# bytes: .mpy of firmware/ + lib/ for xtensawin, main.py compiled too. 120 KB (119.1 KB used) until
+# the firmware update: the boot stage (slots.py 0.7 KB, trial.py 3.1 KB only with an update state)
+# and update.py (4.5 KB, imported only while an update runs) took it to 127.6 KB. 128 KB: to be
+# confirmed at review.
+MPY_BUDGET = 128 * 1024
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ CSMS    ?= ws://127.0.0.1:9000
 CP      ?= CP001
 DATA    ?= data/$(CP)
 
-.PHONY: run test sim tables check-tables mpy bench clean firmware
+.PHONY: run test sim tables check-tables mpy bench clean firmware bundle
 
 $(BIN)/.installed: requirements.txt
 	$(PY) -m venv $(VENV)
@@ -52,6 +52,14 @@ mpy: $(BIN)/.installed
 FW_ARCH := $(if $(filter command line environment,$(origin ARCH)),$(ARCH),x86)
 firmware: $(BIN)/.installed
 	$(BIN)/python tools/build_firmware.py --board $(BOARD) --arch $(FW_ARCH) $(if $(TLS_HEAP),--tls-heap) $(if $(MPY_SRC),--src $(call shq,$(MPY_SRC)))
+
+# An update file of the application for a board (README, "Updating the firmware"):
+#   make bundle VERSION=<v> [OUT=<file>] [BOARD=unix|linux|esp32|rp2040] [ARCH=<mpy-cross -march>]
+#   make bundle VERSION=<v> IMAGE=<micropython.bin> [OUT=<file>]   (an ESP32 OTA image)
+# The board's modules compiled for its CPU, the version, a SHA-256 over it all; offline, in seconds.
+bundle: $(BIN)/.installed
+	$(if $(VERSION),,$(error make bundle needs VERSION=<version>, e.g. make bundle VERSION=1.2.0))
+	$(BIN)/python tools/bundle.py --version $(call shq,$(VERSION)) --board $(BOARD) $(if $(OUT),--out $(call shq,$(OUT))) $(if $(IMAGE),--image $(call shq,$(IMAGE))) $(if $(filter command line environment,$(origin ARCH)),--arch $(ARCH))
 
 # Performance budget figures (issues #6, #10), all from one run: smallest heap for the full
 # session on the 32-bit frozen build over ws:// and wss:// (when a MicroPython source is

@@ -82,9 +82,9 @@ async def run(opts):
     board_dir = opts.get("board", "")
     board = load_board((board_dir + "/" if board_dir else "") + "board.json")
     data = opts.get("data")
-    if data:  # unix port: the emulated flash is a LittleFS image inside DATA
+    if data:  # unix port: the emulated flash is a LittleFS image inside DATA (the boot stage mounted it)
         from hw import unixflash
-        root = unixflash.mount(data)
+        root = unixflash.mounted(data)
     else:
         root = ""
     store = Store(root)

@@ -26,6 +26,7 @@ _UNIT = int(os.getenv("FLASH_UNIT") or 256)
 _LFS = {"readsize": _UNIT, "progsize": _UNIT, "lookahead": 32}
 
 dev = None  # the mounted device, for tests (dev.writes, dev.cut_after_writes)
+_at = None  # (data_dir, mountpoint) it is mounted from and at
 
 
 class Flash:
@@ -111,8 +112,16 @@ def _mkdirs(path):
                 pass  # exists
 
 
+def mounted(data_dir, mountpoint="/flash"):
+    # The flash of data_dir, mounted once per process: the boot stage
+    # (slots.py) mounts it first and the application finds it there.
+    if dev is None or _at != (data_dir.rstrip("/") or "/", mountpoint):
+        return mount(data_dir, mountpoint)
+    return mountpoint
+
+
 def mount(data_dir, mountpoint="/flash", blocks=512):
-    global dev
+    global dev, _at
     data_dir = data_dir.rstrip("/") or "/"
     _mkdirs(data_dir)
     path = data_dir + "/flash.img"
@@ -134,4 +143,5 @@ def mount(data_dir, mountpoint="/flash", blocks=512):
         os.VfsLfs2.mkfs(d, **_LFS)
         os.mount(os.VfsLfs2(d, **_LFS), mountpoint)
     dev = d
+    _at = (data_dir, mountpoint)
     return mountpoint

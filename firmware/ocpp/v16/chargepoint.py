@@ -4,13 +4,14 @@ import asyncio
 import time
 import clock
 import log
+import slots
 from ocpp import check
 from ocpp.rpc import Rpc, CallError, CallTimeout, NotConnected
 from ocpp.outbox import Outbox
 from ocpp.v16 import handlers
 from station import split_phase
 
-FIRMWARE_VERSION = "0.1.0"
+from version import VERSION as FIRMWARE_VERSION
 
 # Measurand units (OCPP 1.6 §7.31 UnitOfMeasure); Frequency has none in 1.6.
 _UNITS = {
@@ -313,6 +314,7 @@ class ChargePoint:
                 clock.set(t)
             if status == "Accepted":
                 log.info("boot", "the CSMS accepted this charge point (heartbeat every %d s)" % wait)
+                slots.confirm()  # an update on trial is good: keep it
                 if answer["interval"] > 0:
                     self.config.set("HeartbeatInterval", answer["interval"], False)
                 return

@@ -112,6 +112,7 @@ async def run(opts):
     link.guard_security_profile(config)
     cp = ChargePoint(station, config, boot_fields, root)
     cp.on_reset = restart
+    cp.tls = tls_loader(opts.get("ca"))
     gc.collect()
 
     if board.get("network"):
@@ -125,7 +126,9 @@ async def run(opts):
     if any(c.pilot and c.pilot.senses for c in connectors):  # a control pilot to watch
         guard("pilot", station.watch_pilots)
     guard("sampler", cp.sample_meters)
-    guard("link", lambda: link.supervise(cp, config, tls_loader(opts.get("ca"))))
+    guard("link", lambda: link.supervise(cp, config, cp.tls))
+    if store.load("fwupdate"):  # an UpdateFirmware from before the restart, still to do
+        cp.maintenance(True).resume()
     if reader:
         guard("reader", lambda: read_cards(station, reader, board["reader"].get("connector", 1)))
     if board.get("console"):

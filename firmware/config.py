@@ -52,10 +52,9 @@ _T = (
     "StopTxnAlignedDataMaxLength iR 0-100 8\n"
     "StopTxnSampledData l measurand\n"
     "StopTxnSampledDataMaxLength iR 0-100 8\n"
-    # only the profiles whose operations all act (FirmwareManagement comes
-    # with its operations)
-    "SupportedFeatureProfiles lR Core,LocalAuthListManagement,Reservation,SmartCharging,RemoteTrigger"
-    " Core,LocalAuthListManagement,Reservation,SmartCharging,RemoteTrigger\n"
+    # only the profiles whose operations all act
+    "SupportedFeatureProfiles lR Core,FirmwareManagement,LocalAuthListManagement,Reservation,SmartCharging,"
+    "RemoteTrigger Core,FirmwareManagement,LocalAuthListManagement,Reservation,SmartCharging,RemoteTrigger\n"
     "SupportedFeatureProfilesMaxLength iR 6-6 6\n"
     "TransactionMessageAttempts i 0-100 3\n"
     "TransactionMessageRetryInterval i 0-86400 60\n"

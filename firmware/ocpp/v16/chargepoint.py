@@ -110,6 +110,8 @@ class ChargePoint:
         self._boot_not_before = time.ticks_ms()
         self._boot_wake = asyncio.Event()  # TriggerMessage(BootNotification) while Pending
         self.on_reset = None  # fn(hard): restarts the firmware (set by main for the port)
+        self.tls = None  # () -> the CSMS link's TLS context, for https:// transfers (set by main)
+        self._jobs = [None, None]  # maintenance.DiagnosticsUpload, .FirmwareUpdate once asked for
         station.observer = self
         config.listen(self._config_changed)
 
@@ -263,6 +265,7 @@ class ChargePoint:
         try:
             if self.registration != "Accepted":
                 await self._boot()
+                self._report_update()
             # (Re)connected and accepted: tell the CSMS where every connector stands.
             for c in self.station.connectors:
                 self._queue_status(c)
@@ -526,7 +529,9 @@ class ChargePoint:
                 return "Rejected", None  # errata 3.35: not again once accepted
             return "Accepted", self._boot_now
         if what in ("DiagnosticsStatusNotification", "FirmwareStatusNotification"):
-            return "Accepted", lambda: self._send_now(what, {"status": "Idle"})  # nothing under way
+            job = self._jobs[what == "FirmwareStatusNotification"]
+            # errata: Idle when nothing is under way
+            return "Accepted", lambda: self._send_now(what, {"status": job.status if job else "Idle"})
         if what == "Heartbeat":
             return "Accepted", self._heartbeat_now
         if what == "StatusNotification":
@@ -597,6 +602,38 @@ class ChargePoint:
         log.info("boot", "restarting now")
         if self.on_reset:
             self.on_reset(hard)
+
+    # ---- Firmware update and diagnostics (§5.19, §5.9) ----------------------
+    def maintenance(self, firmware):
+        # The FirmwareUpdate (True) or DiagnosticsUpload job, made on first use:
+        # maintenance.py is not imported before a CSMS asks for one.
+        job = self._jobs[firmware]
+        if job is None:
+            import maintenance
+            if firmware:
+                job = maintenance.FirmwareUpdate(self.station, self._notifier("FirmwareStatusNotification"),
+                                                 self.tls, lambda: self.on_reset(False))
+            else:
+                job = maintenance.DiagnosticsUpload(self.config.get("ChargePointId"),
+                                                    self._notifier("DiagnosticsStatusNotification"), self.tls)
+            self._jobs[firmware] = job
+        return job
+
+    def _report_update(self):
+        # The boot stage's word on the update installed before this boot
+        # (Installed, or InstallationFailed after a rollback), once, after the
+        # BootNotification of the version that runs now (§4.5).
+        done = slots.outcome()
+        if done:
+            log.info("update", "%s: %s" % done)
+            self._notifier("FirmwareStatusNotification")(done[0])
+            slots.clear_outcome()
+
+    def _notifier(self, action):
+        def notify(status):
+            self.outbox.put(action, {"status": status})
+            self.wake.set()
+        return notify
 
     # ---- CP-initiated DataTransfer ------------------------------------------
     async def data_transfer(self, vendor_id, message_id=None, data=None):

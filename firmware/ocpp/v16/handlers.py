@@ -7,6 +7,9 @@ import clock
 import log
 
 VENDOR_ID = "mpocpp"  # our vendorId for DataTransfer
+# UpdateFirmware and GetDiagnostics without retries / retryInterval: 3 attempts, 60 s apart
+_RETRIES = 2
+_RETRY_INTERVAL = 60
 _PURPOSES = {"ChargePointMaxProfile": 0, "TxDefaultProfile": 1, "TxProfile": 2}  # charging.MAX, TX_DEFAULT, TX
 
 
@@ -157,6 +160,21 @@ def table(cp):
         # §5.1
         return {"status": "Accepted" if station.cancel_reservation(p["reservationId"]) else "Rejected"}
 
+    # ---- Firmware Management (maintenance.py runs the transfers) ---------------
+    def update_firmware(p):
+        # §5.19: an empty confirmation; the download starts at retrieveDate.
+        at = clock.parse(p["retrieveDate"]) or clock.now()
+        return {}, lambda: _start(cp.maintenance(True).request, p["location"], at,
+                                  p.get("retries", _RETRIES), p.get("retryInterval", _RETRY_INTERVAL))
+
+    def get_diagnostics(p):
+        # §5.9: the name of the file that will be uploaded (none: nothing will be).
+        start, stop = p.get("startTime"), p.get("stopTime")
+        name = cp.maintenance(False).request(p["location"], p.get("retries", _RETRIES),
+                                             p.get("retryInterval", _RETRY_INTERVAL),
+                                             start and clock.parse(start), stop and clock.parse(stop))
+        return {"fileName": name} if name else {}
+
     # ---- Remote Trigger ----------------------------------------------------------
     def trigger_message(p):
         # §5.17: the confirmation goes out before the requested message.
@@ -179,7 +197,14 @@ def table(cp):
         "ReserveNow": reserve_now,
         "CancelReservation": cancel_reservation,
         "TriggerMessage": trigger_message,
+        "UpdateFirmware": update_firmware,
+        "GetDiagnostics": get_diagnostics,
         "SetChargingProfile": set_charging_profile,
         "ClearChargingProfile": clear_charging_profile,
         "GetCompositeSchedule": get_composite_schedule,
     }
+
+
+async def _start(fn, *args):
+    # After the confirmation: the first status notification follows it.
+    fn(*args)

@@ -1,0 +1,238 @@
+# Remote maintenance: a firmware update (OCPP 1.6 §5.19 UpdateFirmware, §4.5
+# FirmwareStatusNotification) and the upload of the station's log (§5.9
+# GetDiagnostics, §4.4 DiagnosticsStatusNotification). Both run as tasks
+# beside charging; a failed or silent server costs them retries, never the
+# OCPP link or a transaction. Imported on the first such request (or at boot
+# when an update request is stored), never otherwise.
+#
+# The protocol layer gives each a notify(status) that sends the notification,
+# and reads .status for TriggerMessage ("Idle" when nothing is under way).
+import asyncio
+import os
+from micropython import const
+import clock
+import log
+
+_BLOCK = const(1024)  # the transfer buffer: one, shared by both (one transfer at a time each)
+_TAG = "update"
+_TX_POLL = const(5)  # seconds between looks at the running transactions before an install
+
+
+def _client(url):
+    # The transfer client for the URL's scheme, or None.
+    if url.startswith("ftp://"):
+        import ftp
+        return ftp
+    if url.startswith("http://") or url.startswith("https://"):
+        import http
+        return http
+    return None
+
+
+async def _sleep_until(t):
+    # Until Unix time t; in steps, so that a clock set meanwhile (NTP, a
+    # Heartbeat) is followed.
+    while True:
+        left = t - clock.now()
+        if left <= 0:
+            return
+        await asyncio.sleep(min(left, 60))
+
+
+class _Job:
+    # What both have: a status, its notification, retries.
+    def __init__(self, tag, notify):
+        self.tag = tag
+        self.notify = notify
+        self.status = "Idle"
+        self.task = None
+
+    def _set(self, status, what=""):
+        self.status = status
+        log.info(self.tag, "%s%s" % (status, what and ": " + what))
+        try:
+            self.notify(status)
+        except Exception as e:  # the link's business; the job goes on
+            log.exc(self.tag, "cannot report %s" % status, e)
+
+    def _start(self, coro):
+        if self.task:
+            self.task.cancel()
+        self.task = asyncio.create_task(coro)
+
+    async def _tries(self, attempts, interval, once, failed):
+        # once() up to `attempts` times, `interval` s apart -> True when it succeeded
+        for n in range(attempts):
+            try:
+                await once()
+                return True
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # TransferError, UpdateError, OSError (flash), MemoryError
+                left = attempts - n - 1
+                log.warn(self.tag, "attempt %d of %d failed: %s%s" % (
+                    n + 1, attempts, e, "; again in %d s" % interval if left else ""))
+                if left:
+                    await asyncio.sleep(interval)
+        self._set(failed)
+        return False
+
+
+class FirmwareUpdate(_Job):
+    # The request is kept in flash ("fwupdate") until it ends, so that one
+    # whose retrieveDate lies ahead survives a restart.
+    def __init__(self, station, notify, tls, restart):
+        super().__init__(_TAG, notify)
+        self.station = station
+        self.store = station.store
+        self.tls = tls  # () -> the TLS context of the CSMS link (its CA), for https://
+        self.restart = restart  # () -> restarts the station into the new application
+
+    def request(self, location, retrieve, retries, interval):
+        # UpdateFirmware: a new request replaces the one under way.
+        req = {"location": location, "at": retrieve, "retries": max(retries, 0), "interval": max(interval, 0)}
+        self.store.save("fwupdate", req)
+        self._start(self._run(req))
+
+    def resume(self):
+        # At boot: a stored request goes on (from its download: a file on
+        # flash may be damaged by the power cut that ended the last run).
+        req = self.store.load("fwupdate")
+        if req:
+            log.info(_TAG, "firmware update from %s still to do" % _shown(req["location"]))
+            self._start(self._run(req))
+
+    async def _run(self, req):
+        import update
+        url = req["location"]
+        if req["at"] > clock.now():
+            log.info(_TAG, "downloading %s at %s" % (_shown(url), clock.iso(req["at"])))
+            await _sleep_until(req["at"])
+        path = update.download_path()
+
+        async def once():
+            self._set("Downloading", _shown(url))
+            self.version = await self._download(update, url, path)
+
+        ok = await self._tries(1 + req["retries"], req["interval"], once, "DownloadFailed")
+        if ok:
+            self._set("Downloaded", "version %s" % self.version)
+            ok = await self._install(update, path)
+        self.store.remove("fwupdate")
+        if not ok:
+            _remove(path)
+            self.status = "Idle"
+            return
+        # The new application is tried at the next boot; it reports Installed
+        # (or the boot stage InstallationFailed) after its BootNotification.
+        await asyncio.sleep(2)  # Installing goes out first
+        log.info(_TAG, "restarting into version %s" % self.version)
+        self.restart()
+
+    async def _download(self, update, url, path):
+        client = _client(url)
+        if client is None:
+            raise ValueError("%s: only ftp://, http:// and https:// locations" % _shown(url))
+        buf = bytearray(_BLOCK)
+        got = [None, None]  # the Checker, the file on flash
+
+        def size(n):  # the server said how much comes (None: not said): is there room?
+            got[0] = update.Checker(update.make_room(n))
+            got[1] = open(path, "wb")
+
+        def sink(mv):  # each block: checked as it goes to flash, never all in RAM
+            got[0].feed(mv)
+            got[1].write(mv)
+
+        kw = {"ssl_context": self.tls()} if url.startswith("https:") and self.tls else {}
+        try:
+            await client.download(url, buf, sink, size, **kw)
+        finally:
+            if got[1]:
+                got[1].close()
+        if got[0] is None:
+            raise ValueError("nothing received")
+        return got[0].finish()
+
+    async def _install(self, update, path):
+        # Not while a vehicle charges: the running transactions end first.
+        said = False
+        while any(c.transaction for c in self.station.connectors):
+            if not said:
+                log.info(_TAG, "version %s is downloaded; it is installed once the running transactions end"
+                         % self.version)
+                said = True
+            await asyncio.sleep(_TX_POLL)
+        self._set("Installing", "version %s" % self.version)
+        try:
+            await update.install(path)
+        except Exception as e:  # UpdateError, OSError: the running application stays
+            self._set("InstallationFailed", str(e))
+            return False
+        return True
+
+
+class DiagnosticsUpload(_Job):
+    def __init__(self, name, notify, tls):
+        super().__init__("diagnostics", notify)
+        self.name = name  # the charge point's identity, in the file name
+        self.tls = tls
+
+    def request(self, location, retries, interval, start, stop):
+        # GetDiagnostics -> the file name, or None when the location cannot be used.
+        if _client(location) is None:
+            log.warn(self.tag, "cannot upload to %s: only ftp://, http:// and https:// locations" % _shown(location))
+            return None
+        stamp = clock.iso().replace("-", "").replace(":", "")  # 20261201T230000Z
+        name = "%s-%s.log" % (_safe(self.name), stamp)
+        self._start(self._run(location, name, max(retries, 0), max(interval, 0), start, stop))
+        return name
+
+    async def _run(self, location, name, retries, interval, start, stop):
+        url = location + ("" if location.endswith("/") else "/") + name
+
+        async def once():
+            self._set("Uploading", _shown(url))
+            await self._upload(url, start, stop)
+
+        if await self._tries(1 + retries, interval, once, "UploadFailed"):
+            self._set("Uploaded", name)
+        self.status = "Idle"
+
+    async def _upload(self, url, start, stop):
+        import logfile
+        client = _client(url)
+        buf = bytearray(_BLOCK)
+        if client.__name__ == "ftp":
+            return await client.upload(url, buf, logfile.Reader(start, stop).readinto)
+        # HTTP needs the length first: a pass that counts, then the one that sends.
+        n = 0
+        r = logfile.Reader(start, stop)
+        while True:
+            k = r.readinto(buf)
+            if not k:
+                break
+            n += k
+        kw = {"ssl_context": self.tls()} if url.startswith("https:") and self.tls else {}
+        status = await client.upload(url, buf, logfile.Reader(start, stop).readinto, n,
+                                     content_type="text/plain", **kw)
+        log.info(self.tag, "%d bytes uploaded (HTTP %d)" % (n, status))
+
+
+def _shown(url):
+    # The URL for the log, without a password.
+    i = url.find("://") + 3
+    j = url.find("@", i)
+    k = url.find(":", i)
+    return url if j < 0 or k < 0 or k > j else url[:k] + ":***" + url[j:]
+
+
+def _safe(name):
+    return "".join(c if c.isalpha() or c.isdigit() or c in "-_." else "_" for c in name)
+
+
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass

@@ -90,6 +90,7 @@ async def run(opts):
     store = Store(root)
     safe = tasks.boot_check(store)
     config = Config(store, board.get("config"))
+    log.start(store.root, config)  # the flash log, from here on
     for key in ("CsmsUrl", "ChargePointId"):
         if key in opts:
             status = config.set(key, opts[key], False)
@@ -119,6 +120,7 @@ async def run(opts):
         import net
         await net.up(config)
     asyncio.create_task(tasks.boot_ok())
+    asyncio.create_task(log.keep_flushed())
     guard("meter", station.poll_meters)
     guard("recovery", cp.recover)
     guard("reservations", station.expire_reservations)

@@ -84,6 +84,9 @@ _T = (
     "ChargePointSerialNumber sR 25\n"
     "ChargeBoxSerialNumber sR 25\n"
     "LogFrames b - false\n"
+    # the flash log (log.py): its size in KB (0 = none) and the lowest level kept
+    "LogFileSizeKB i 0-512 64\n"
+    "LogFileLevel s 5 INFO\n"
     "BootRetryInterval i 1-3600 60\n"
     # Hardware behaviour (vendor keys)
     "TransactionQueueBytes i! 4096-1048576 65536\n"
@@ -284,7 +287,10 @@ class Config:
         self._ls = []  # listeners fn(key, value)
         self._cs = []  # checks fn(key, value) -> False rejects
         self._d = {}  # board defaults: key number -> typed value
-        self._v = [_parse(f[1][0], f[3]) for f in map(_fields, range(_NK))]
+        v = self._v = [None] * _NK  # exactly _NK slots: a list grown by appending doubles past 64
+        for j in range(_NK):
+            f = _fields(j)
+            v[j] = _parse(f[1][0], f[3])
         if defaults:
             self._apply(defaults, "board default")
             for k in defaults:

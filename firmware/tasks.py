@@ -97,6 +97,7 @@ def clean_stop(restart_by=None, st=None):
     # A deliberate stop: the boot-loop count is cleared. With restart_by, the
     # next boot is a commanded restart: a transaction still running then ends
     # with reason Reboot, not PowerLoss (ChargePoint.recover reads "restart").
+    log.flush()  # the last lines to the flash log
     st = st or store
     if st is not None:
         try:

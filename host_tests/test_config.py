@@ -104,6 +104,8 @@ STATION = {
     "ChargePointSerialNumber": (str, True),
     "ChargeBoxSerialNumber": (str, True),
     "LogFrames": (bool, False),
+    "LogFileSizeKB": (int, False),
+    "LogFileLevel": (str, False),
     "BootRetryInterval": (int, False),
     "TransactionQueueBytes": (int, False),
     "MeterPollInterval": (int, False),

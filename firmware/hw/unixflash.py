@@ -58,7 +58,7 @@ class Flash:
         c = self.cut_after_writes
         if c is not None and self.writes >= c:
             if not self.cut:  # one line, so a test knows when the "power" went
-                log.warn(_TAG, "emulated power cut: block writes after the %d-th are dropped" % c)
+                log.console_warn(_TAG, "emulated power cut: block writes after the %d-th are dropped" % c)
             self.cut = True
             return True
         return False

@@ -36,8 +36,9 @@ _off = _days(time.gmtime(0)[0], 1, 1) * 86400
 _synced = False
 
 
-def now():
-    return int(time.time()) + _off
+def now(t=None):
+    # Unix time by our clock (set from the CSMS); t: the port's time.time() to convert
+    return int(time.time() if t is None else t) + _off
 
 
 def synced():

@@ -50,14 +50,15 @@ def _emit(lvl, tag, msg, end="\n", flash=True):
     if lvl < level and not f:
         return
     name = _NAMES[lvl]
+    s = time.time()  # one reading for the console's time and the flash's stamp
     if lvl >= level:
-        t = time.localtime()
+        t = time.localtime(int(s))
         # msg is printed as it is, not copied into a formatted line: a frame's text can be kilobytes
         print("%02d:%02d:%02d %s %s:" % (t[3], t[4], t[5], name, tag), msg, end=end)
     if f and (_dir is not None or _n + len(tag) + len(msg) < _BUF - 31):  # before start(): whole lines only
         import clock  # (not at the top: clock imports log)
 
-        _put(clock.iso())
+        _put(clock.iso(clock.now(s)))
         _put(" ")
         _put(name)
         _put(" ")

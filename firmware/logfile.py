@@ -29,9 +29,14 @@ class Reader:
         self.b = None if stop is None else clock.iso(stop).encode()
         self.end = (log._size, log._len("log.1"))  # by file: 0 = log.0, 1 = log.1
         self.g = log._gen
+        self.rewind()
+
+    def rewind(self):
+        # Back to the first line: a second pass gives the same bytes (an HTTP
+        # upload counts them first), lines logged since are not in it.
         self.f = 1
         self.pos = 0
-        self.keep = start is None and stop is None  # for a continuation at the very start
+        self.keep = self.a is None and self.b is None  # for a continuation at the very start
         self.bol = True  # at the beginning of a line
 
     def _read(self, m):

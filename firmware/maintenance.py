@@ -203,20 +203,24 @@ class DiagnosticsUpload(_Job):
         import logfile
         client = _client(url)
         buf = bytearray(_BLOCK)
-        if client.__name__ == "ftp":
-            return await client.upload(url, buf, logfile.Reader(start, stop).readinto)
-        # HTTP needs the length first: a pass that counts, then the one that sends.
-        n = 0
         r = logfile.Reader(start, stop)
-        while True:
-            k = r.readinto(buf)
-            if not k:
-                break
-            n += k
-        kw = {"ssl_context": self.tls()} if url.startswith("https:") and self.tls else {}
-        status = await client.upload(url, buf, logfile.Reader(start, stop).readinto, n,
-                                     content_type="text/plain", **kw)
-        log.info(self.tag, "%d bytes uploaded (HTTP %d)" % (n, status))
+
+        def source(mv):  # mv views buf; the Reader wants the bytearray itself
+            return r.readinto(buf)
+
+        if client.__name__ == "ftp":
+            n = await client.upload(url, buf, source)
+        else:  # HTTP wants the length first: a pass that counts, then the one that sends the same bytes
+            n = 0
+            while True:
+                k = r.readinto(buf)
+                if not k:
+                    break
+                n += k
+            r.rewind()
+            kw = {"ssl_context": self.tls()} if url.startswith("https:") and self.tls else {}
+            await client.upload(url, buf, source, n, content_type="text/plain", **kw)
+        log.info(self.tag, "%d bytes of log uploaded" % n)
 
 
 def _shown(url):

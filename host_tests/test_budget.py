@@ -35,8 +35,10 @@ FROZEN_RUNS = 2
 # The smallest -X heapsize at which budget_session passed with .mpy modules on the 64-bit
 # port (what `make deploy` gives a board that loads .mpy files): 200K at issue #6; after
 # issue #15's work 208K failed once (a 974-byte allocation in the sampler) and 216K passes,
-# rounded up to 224K. The budget that counts is the 32-bit frozen one above (README, Performance).
-HEAP_BUDGET = "224K"
+# rounded up to 224K; issue #12's log in flash (a 512 B buffer, and a file opened to write it out: 1.2 KB
+# here, every 512 B of frames with frame logging on) took it to 240K. The budget that counts is the 32-bit
+# frozen one above (README, Performance).
+HEAP_BUDGET = "240K"
 # 120 KB until issue #12, whose transfer clients, boot stage, update and diagnostics code (all
 # but the boot stage imported only when used) take it past; two application slots and the
 # built-in copy must fit a board's file system (an RP2040 Pico W has 848 KB of it).

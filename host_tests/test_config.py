@@ -422,7 +422,7 @@ print("= " + json.dumps([b - a, c - b, noalloc()]))
     out = run(code, env=env)
     imp, inst, noalloc = json.loads(out.split("= ")[-1])
     print("config import %d B, Config() %d B (64-bit unix)" % (imp, inst))
-    assert imp < 13000 and inst < 4000
+    assert imp < 13000 and inst < 4600  # 4,352 B with the log's two keys (issue #12)
     assert noalloc
 
 

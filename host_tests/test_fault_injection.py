@@ -82,10 +82,10 @@ RX_DEAD_LINK = re.compile(r"connection is dead|connection to the CSMS lost")
 
 FRAME_TRIGGERS = {
     # step -> [(description, regex)]
-    "card": [(">> StartTransaction", r'ocpp: >> \[2, "[^"]*", "StartTransaction"'),
+    "card": [(">> StartTransaction", r'ocpp: >> \[2, ?"[^"]*", ?"StartTransaction"'),
              ("<< StartTransaction answer", r'ocpp: << \[3,\s*"[^"]*",\s*\{"transactionId"')],
-    "charge": [(">> MeterValues", r'ocpp: >> \[2, "[^"]*", "MeterValues"')],
-    "stop": [(">> StopTransaction", r'ocpp: >> \[2, "[^"]*", "StopTransaction"'),
+    "charge": [(">> MeterValues", r'ocpp: >> \[2, ?"[^"]*", ?"MeterValues"')],
+    "stop": [(">> StopTransaction", r'ocpp: >> \[2, ?"[^"]*", ?"StopTransaction"'),
              ("<< StopTransaction answer", r'ocpp: << \[3,\s*"[^"]*",\s*\{"idTagInfo"')],
 }
 

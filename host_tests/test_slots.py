@@ -315,7 +315,7 @@ def test_the_boot_stage_imports_nothing_more_without_an_update(tmp_path):
                        capture_output=True, text=True, timeout=20)
     assert p.returncode == 0, p.stderr
     # the unix port's flash driver (and its log) only: a board imports nothing else at all
-    assert p.stdout.splitlines()[-1] == "['app', 'hw', 'hw.unixflash', 'log', 'slots']"
+    assert p.stdout.splitlines()[-1] == "['app', 'clock', 'hw', 'hw.unixflash', 'log', 'slots']"
 
 
 # ---------------------------------------------------------------- ESP32 OTA image, simulated partitions

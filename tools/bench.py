@@ -152,6 +152,7 @@ class LibChargePoint(BenchFirmware):
     def __init__(self, csms_url, cp_id, config_file):
         self.data_dir = BUILD
         self.micropypath = None
+        self.env = None
         self.cmd = [sys.executable, "tools/ocpp_lib_cp.py", "--csms", csms_url, "--cp", cp_id]
         if config_file:
             self.cmd += ["--config", str(config_file)]

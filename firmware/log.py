@@ -33,6 +33,7 @@ _LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")  # LogFileLevel's values, as DEBUG.
 
 _BUF = const(512)
 _FLUSH_S = const(300)  # INFO lines wait at most this long for the flash (a crash loses them)
+_FRAME_FLASH = const(8192)  # characters of one frame written to the flash log
 _MARGIN = const(65536)  # free flash the log never takes: the transaction queue's default room
 
 _buf = bytearray(_BUF)  # None while the flash log is off
@@ -193,13 +194,27 @@ def console_warn(tag, msg):
     _emit(WARN, tag, msg, "\n", False)
 
 
+def _put_frame(text, room):
+    # At most `room` characters of a frame go to the flash log (-> what is left):
+    # a 64 KB frame would be 128 buffer writes in one go, a loop stall of
+    # seconds on a slow flash. A GetConfiguration answer (5 KB) fits whole.
+    if room < 0:  # cut already (or no flash log)
+        return room
+    if len(text) > room:
+        _put(text[:room])
+        _put(" ... (cut in the flash log)")
+        return -1
+    _put(text)
+    return room - len(text)
+
+
 def frame(direction, text):
     # direction: ">>" sent to the CSMS, "<<" received from it
     if FRAME >= level:
         _emit(FRAME, "ocpp", direction, " ")
         print(text)
         if _buf is not None:
-            _put(text)
+            _put_frame(text, _FRAME_FLASH)
             _put("\n")
 
 
@@ -207,13 +222,12 @@ def frame_parts(direction, parts):
     # A large frame, printed piece by piece on one line.
     if FRAME >= level:
         _emit(FRAME, "ocpp", direction + " ", "")
-        f = _buf is not None
+        room = _FRAME_FLASH if _buf is not None else -1
         for piece in parts():
             print(piece, end="")
-            if f:
-                _put(piece)
+            room = _put_frame(piece, room)
         print()
-        if f:
+        if _buf is not None:
             _put("\n")
 
 

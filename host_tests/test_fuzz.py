@@ -420,7 +420,10 @@ class Session:
         n0 = len(csms.frames)
         mark = len(self.fw.lines)
         conns = csms.connections
-        conn = csms.handlers[CP]._connection.conn
+        handler = csms.handlers.get(CP)
+        assert handler is not None, "the link was down before the frame %r (%d connections); last lines:\n%s" % (
+            (data[:200] if isinstance(data, (str, bytes)) else data), conns, "\n".join(self.fw.lines[-40:]))
+        conn = handler._connection.conn
         if binary or isinstance(data, bytes):
             csms.send_frame(CP, data if isinstance(data, bytes) else data.encode(), text=not binary)
         else:
@@ -514,6 +517,9 @@ def test_fuzz_hostile_frames(session, csms):
     def one(frame, repeat):
         data, binary, value = frame
         if value is LENIENT:
+            # MicroPython's json.loads reads some broken JSON anyway ({"type" "Soft"} as {"type": "Soft"}):
+            # a frame that names a dangerous action could then really reset the station mid-fuzz.
+            assume(not any('"%s"' % a in data for a in DANGEROUS) and "ChangeConfiguration" not in data)
             answers = s.exchange(data)
             if answers:
                 s.lenient.append((data, answers))

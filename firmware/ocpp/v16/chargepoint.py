@@ -468,10 +468,10 @@ class ChargePoint:
         if not values:
             return
         p = {"connectorId": c.id, "meterValue": [{"timestamp": clock.iso(c.reading_time), "sampledValue": values}]}
-        if tx:
+        self.outbox.put("MeterValues", p, tx.local_id if tx else None, context == "Sample.Periodic")
+        if tx:  # after the journal write: the line means the reading is kept
             log.info("meter", "connector %d: %d Wh, %d W (%s)" % (
                 c.id, c.energy(), c.reading.get("Power.Active.Import", 0), context))
-        self.outbox.put("MeterValues", p, tx.local_id if tx else None, context == "Sample.Periodic")
         self.wake.set()
 
     # ---- after a restart ---------------------------------------------------------

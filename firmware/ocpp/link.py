@@ -1,5 +1,16 @@
 # The connection supervisor: keeps one WebSocket to the CSMS up, reconnecting
-# after any loss with exponential backoff and jitter (OCPP-J 1.6 §3.2 errata).
+# after any loss with exponential backoff and jitter (OCPP-J 1.6 §3.2 errata),
+# with the security profile of the OCPP 1.6 security whitepaper (§2, A05):
+#   0  no authentication: the CsmsUrl as it is (ws://, or wss:// verified
+#      against the installed roots: what a 1.6 station without the extension does)
+#   1  HTTP Basic auth (user = ChargePointId, password = AuthorizationKey), the
+#      CsmsUrl as it is (a wss:// URL stays TLS)
+#   2  Basic auth over TLS: a wss:// CsmsUrl, the server certificate checked
+#      against the CentralSystemRootCertificates and the host name (IP SANs too)
+#   3  TLS with the client certificate of the certificate store, no Basic auth
+# SecurityProfile is stored with the configuration and is what counts; the
+# CSMS can only raise it (A05.FR.01-04), the installer sets any value locally
+# (cfg.set with the firmware stopped: lowering is not done over OCPP, A00.FR.005).
 import asyncio
 import random
 import time
@@ -13,6 +24,10 @@ _STABLE_MS = const(60000)  # a link up this long resets the backoff
 # TCP connect + TLS + WebSocket handshake. Not ConnectionTimeOut: in OCPP 1.6
 # that key is how long a plugged-in vehicle may wait for authorization.
 _CONNECT_TIMEOUT = const(30)  # seconds
+# A05.FR.08: failed connections in a row at a newly raised profile before the
+# station goes back to the previous profile (and CsmsUrl).
+FALLBACK_AFTER = const(3)
+_CS = "CentralSystemRootCertificate"
 
 
 _SAFE = "-._~*+=@"  # kept as they are in the path segment (RFC 3986 unreserved, and pchar
@@ -40,65 +55,210 @@ def url_for(config):
     return base.rstrip("/") + "/" + path_segment(config.get("ChargePointId")) + query
 
 
-def security_profile(config):
-    # The OCPP security profile (whitepaper §2) a connection with this
-    # configuration has: 1 Basic auth over ws://, 2 Basic auth over wss://
-    # (the server's certificate is always verified), else 0. Profile 3 (a
-    # client certificate) is not built yet.
+def derive_profile(config, certs):
+    # The profile a configuration from before SecurityProfile was stored
+    # stands for (the first start of a data directory): ws:// without a key 0,
+    # ws:// with one 1, wss:// with one 2, wss:// with a client certificate 3;
+    # wss:// without either stays 0 (TLS, no authentication).
+    wss = config.get("CsmsUrl").startswith("wss:")
+    if wss and certs.has_client():
+        return 3
     if not config.get("AuthorizationKey"):
         return 0
-    return 2 if config.get("CsmsUrl").startswith("wss:") else 1
+    return 2 if wss else 1
 
 
-def guard_security_profile(config):
-    # SecurityProfile reports the link's profile and accepts no other: until
-    # the profiles and their A05 rules are built, a CSMS may not ask for one
-    # the link does not have.
-    def check(key, v):
-        if key != "SecurityProfile":
+def event(kind, info=None):
+    # A security event (whitepaper §8) through the events piece's module.
+    try:
+        import security
+    except ImportError:  # TODO(events): remove once firmware/security.py is on main
+        return
+    security.event(kind, info)
+
+
+def _cert_trouble(why):
+    # mbedTLS's words for a server certificate it refused (x509 verify info)
+    return "certificate" in why and "TLS handshake failed" in why or "no CA certificate configured" in why
+
+
+class Link:
+    def __init__(self, cp, config, store, certs):
+        self.cp = cp
+        self.config = config
+        self.store = store  # storage.Store: the "security" file (first-start mark, trial of a raise)
+        self.certs = certs  # certs.Store
+        self.ws = None  # the live connection
+        self.tls = False  # whether it runs over TLS
+        self.base = None  # the CsmsUrl it was made with
+        self._now = False  # reconnect at once: new credentials or profile
+        self._own = False  # the link itself changes SecurityProfile / CsmsUrl (fallback)
+        sec = store.load("security")
+        if sec is None and "SecurityProfile" not in (store.load("config") or {}):
+            p = derive_profile(config, certs)
+            config.set("SecurityProfile", p, False)
+            log.info("link", "SecurityProfile %d, from the configuration (first start with security profiles)" % p)
+            sec = {}
+            self._save(sec)
+        self.trial = (sec or {}).get("trial")  # {"from", "to", "url", "fails"} while a raise is unproven
+        self._p = config.get("SecurityProfile")
+        if self.trial and self.trial.get("to") != self._p:  # changed locally meanwhile
+            self.trial = None
+            self._save()
+        config.check(self._check)
+        config.listen(self._changed)
+
+    def profile(self):
+        return self.config.get("SecurityProfile")
+
+    def _save(self, sec=None):
+        if sec is None:
+            sec = {"trial": self.trial} if self.trial else {}
+        try:
+            self.store.save("security", sec)
+        except OSError:
+            pass  # logged by the store; the trial state then lives in RAM only
+
+    # ---- ChangeConfiguration of the security keys -------------------------
+    def _check(self, key, v):
+        if self._own:
             return True
-        have = security_profile(config)
-        if v != have:
-            log.warn("link", "SecurityProfile %d refused: this connection uses profile %d" % (v, have))
+        if key == "SecurityProfile":
+            why = self.refusal(v)
+            if why:
+                log.warn("link", "SecurityProfile %d refused: %s" % (v, why))
+                return False
+        elif key == "CsmsUrl" and self.profile() >= 2 and not v.startswith("wss:"):
+            log.warn("link", "a ws:// CsmsUrl is refused at SecurityProfile %d, which needs TLS" % self.profile())
             return False
         return True
-    config.check(check)
-    _report_profile(config)
 
+    def refusal(self, v):
+        # -> why the CSMS may not raise the profile to v (A05.FR.01-04), or None.
+        p = self.profile()
+        if v <= p:
+            return "the profile can only be raised, it is %d" % p
+        if v < 3 and not self.config.get("AuthorizationKey"):
+            return "no AuthorizationKey is set"
+        if v >= 2:
+            if not self.config.get("CsmsUrl").startswith("wss:"):
+                return "the CsmsUrl is not a wss:// URL"
+            if not self.certs.valid(_CS):
+                return "no valid CentralSystemRootCertificate is installed"
+        if v == 3 and not self.certs.client_valid():
+            return "no valid client certificate is installed"
+        return None
 
-def _report_profile(config):
-    p = security_profile(config)
-    if config.get("SecurityProfile") != p:
-        config.set("SecurityProfile", p, False)
+    def _changed(self, key, v):
+        if key == "SecurityProfile":
+            if not self._own:  # a raise: on trial until a connection works (A05.FR.08)
+                self.trial = {"from": self._p, "to": v, "url": self.base or self.config.get("CsmsUrl"), "fails": 0}
+                self._save()
+            self._p = v
+            event("ReconfigurationOfSecurityParameters", "SecurityProfile %d" % v)
+            self.renew()
+        elif key == "AuthorizationKey":  # A01.FR.11; never its value (A01.FR.12)
+            event("ReconfigurationOfSecurityParameters", "AuthorizationKey changed")
+            if self.profile() in (1, 2):
+                self.renew()
 
+    def renew(self):
+        # A05.FR.06, A01: close the connection (once the ChangeConfiguration
+        # answer is out: it holds the WebSocket's send lock until then) and
+        # reconnect at once with the new settings.
+        self._now = True
+        if self.ws:
+            asyncio.create_task(self._close(self.ws))
 
-def credentials(config):
-    # Security profiles 1 and 2: HTTP Basic auth with the AuthorizationKey.
-    key = config.get("AuthorizationKey")
-    return (config.get("ChargePointId"), key) if key else None
+    async def _close(self, conn):
+        log.info("link", "reconnecting with the new security settings")
+        await conn.close()
 
+    # ---- TLS --------------------------------------------------------------
+    def roots_context(self):
+        # A verifying TLS context with every CentralSystemRootCertificate,
+        # made anew for each connection: a root installed now counts from the
+        # next one. Also for the https:// transfers (cp.tls).
+        return wslib.tls_context(self.certs.each(_CS))
 
-async def supervise(cp, config, tls=None):
-    wait = _FIRST_WAIT
-    while True:
-        url = url_for(config)
-        _report_profile(config)
-        log.info("link", "connecting to %s" % url)
-        ctx = tls() if tls and url.startswith("wss:") else None
-        try:
-            conn = await wslib.connect(url, ("ocpp1.6",), credentials(config), ctx,
-                                       timeout=_CONNECT_TIMEOUT)
-        except Exception as e:  # WSError, OSError, TLS errors: all mean "try later"
-            log.warn("link", "cannot connect: %s" % (e,))
-        else:
-            log.info("link", "connected")
-            up = time.ticks_ms()
-            await cp.session(conn)
-            log.warn("link", "connection to the CSMS lost")
-            if time.ticks_diff(time.ticks_ms(), up) > _STABLE_MS:
+    def context(self, profile):
+        if profile < 3:
+            return self.roots_context()
+        c = self.certs.client()
+        if c is None:
+            raise wslib.WSError("SecurityProfile 3 but no client certificate is installed")
+        # mbedTLS takes the leaf only: the CSMS must know any intermediate CA
+        return wslib.tls_context(self.certs.each(_CS), c[0][0], c[1])
+
+    # ---- the supervisor ---------------------------------------------------------
+    async def supervise(self):
+        wait = _FIRST_WAIT
+        while True:
+            p = self.profile()
+            base = self.config.get("CsmsUrl")
+            url = url_for(self.config)
+            self._now = False
+            conn = None
+            try:
+                if p >= 2 and not url.startswith("wss:"):
+                    raise wslib.WSError("SecurityProfile %d needs a wss:// CsmsUrl" % p)
+                log.info("link", "connecting to %s (security profile %d)" % (url, p))
+                ctx = self.context(p) if url.startswith("wss:") else None
+                key = self.config.get("AuthorizationKey")
+                auth = (self.config.get("ChargePointId"), key) if key and p in (1, 2) else None
+                conn = await wslib.connect(url, ("ocpp1.6",), auth, ctx, timeout=_CONNECT_TIMEOUT)
+            except Exception as e:  # WSError, OSError, TLS errors: all mean "try later"
+                self._failed(p, str(e))
+            if conn:
+                log.info("link", "connected")
+                if self.trial:  # A05.FR.08: from now on no fallback
+                    log.info("link", "security profile %d works: kept" % p)
+                    self.trial = None
+                    self._save()
+                self.ws, self.tls, self.base = conn, ctx is not None, base
+                up = time.ticks_ms()
+                try:
+                    await self.cp.session(conn)
+                finally:
+                    self.ws = None
+                log.warn("link", "connection to the CSMS lost")
+                if time.ticks_diff(time.ticks_ms(), up) > _STABLE_MS:
+                    wait = _FIRST_WAIT
+            if self._now:  # new credentials or profile: no backoff
                 wait = _FIRST_WAIT
-        # Jitter spreads the reconnects of many stations after a CSMS outage.
-        delay = wait // 2 + random.getrandbits(16) % (wait // 2 + 1)
-        log.info("link", "reconnecting in %d s" % delay)
-        await asyncio.sleep(delay)
-        wait = min(wait * 2, _MAX_WAIT)
+                await asyncio.sleep_ms(500)
+                continue
+            # Jitter spreads the reconnects of many stations after a CSMS outage.
+            delay = wait // 2 + random.getrandbits(16) % (wait // 2 + 1)
+            log.info("link", "reconnecting in %d s" % delay)
+            await asyncio.sleep(delay)
+            wait = min(wait * 2, _MAX_WAIT)
+
+    def _failed(self, p, why):
+        log.warn("link", "cannot connect: %s" % why)
+        if "HTTP 401" in why:
+            event("FailedToAuthenticateAtCentralSystem", why[:200])
+        elif "BAD_PROTOCOL_VERSION" in why:  # A00.FR.315: the server offers no TLS 1.2 or newer
+            event("InvalidTLSVersion", why[:200])
+        elif _cert_trouble(why):  # A00.FR.309/413
+            event("InvalidCentralSystemCertificate", why[:200])
+        t = self.trial
+        if not t or t["to"] != p:
+            return
+        t["fails"] += 1
+        if t["fails"] < FALLBACK_AFTER:
+            self._save()
+            return
+        # A05.FR.08: back to the previous profile settings
+        log.warn("link", "no connection at security profile %d in %d attempts: back to profile %d%s" % (
+            p, t["fails"], t["from"], " and CsmsUrl %s" % t["url"] if t["url"] != self.config.get("CsmsUrl") else ""))
+        self.trial = None
+        self._own = True
+        try:
+            self.config.set("SecurityProfile", t["from"], False)
+            if t["url"] != self.config.get("CsmsUrl"):
+                self.config.set("CsmsUrl", t["url"], False)
+        finally:
+            self._own = False
+        self._save()
+        self._now = True

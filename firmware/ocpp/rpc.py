@@ -18,6 +18,13 @@ _ERROR = const(4)
 _MAX_ID = const(36)
 
 
+async def _coro():
+    pass
+
+
+_CORO = type(_coro())  # what an async def handler returns (MicroPython: a generator)
+
+
 class CallError(Exception):
     # The CSMS answered our CALL with a CALLERROR (or with an invalid answer).
     # super(): MicroPython's Exception has no __init__ attribute to call directly.
@@ -35,9 +42,24 @@ class NotConnected(Exception):
     pass
 
 
+def _secret(text):
+    # A ChangeConfiguration of the AuthorizationKey as it may be logged: with
+    # its value hidden (whitepaper A01.FR.12: never in a log or a diagnostics
+    # upload). Keys are case-insensitive (CiString50).
+    if "ChangeConfiguration" not in text or "authorizationkey" not in text.lower():
+        return text
+    try:
+        msg = json.loads(text)
+        msg[3]["value"] = "(hidden)"
+        return json.dumps(msg)
+    except Exception:
+        return "(a ChangeConfiguration that may carry the AuthorizationKey: not shown)"
+
+
 def _log_frame(direction, text):
     # Logging a frame copies it (twice); a big one may not fit a small heap:
     # then log its start only, never fail the exchange for the log's sake.
+    text = _secret(text)
     try:
         log.frame(direction, text)
     except MemoryError:
@@ -78,7 +100,8 @@ def _frame_ok(msg):
 
 
 class Rpc:
-    # handlers: {action: fn(payload) -> response | (response, after)}
+    # handlers: {action: fn(payload) -> response | (response, after), or a
+    #   coroutine giving one of these (DeleteCertificate: it probes the CSMS first)}
     #   response: a dict, or for a large one a generator function yielding its
     #   JSON text in pieces (sent as they come: GetConfiguration of every key).
     #   `after` is a coroutine function run once the response has been sent
@@ -243,6 +266,8 @@ class Rpc:
         after = None
         try:
             answer = handler(payload)
+            if type(answer) is _CORO:  # a handler that must wait for something first
+                answer = await answer
             if type(answer) is tuple:
                 answer, after = answer
         except Exception as e:

@@ -150,6 +150,12 @@ def test_raised_0_1_2_3_each_reconnecting_at_once_and_never_lowered(site, firmwa
     assert reconnected(csms, 6, 15)
     assert csms.client_cns[-1] == "CP001" and csms.auth[-1] is None and get(csms, "SecurityProfile") == "3"
     assert csms.refused == [] and csms.violations == []
+    # the private key never shows: not on the console, not in the flash log (GetDiagnostics, GetLog)
+    fw.stop()
+    flash = "".join(flash_files(fw.data_dir).values())
+    body = "".join((pki / "client.key").read_text().splitlines()[1:-1])
+    for chunk in (body[:20], body[20:40], body[-20:], KEY):
+        assert chunk not in flash and not [line for line in fw.lines if chunk in line]
 
 
 def test_a_new_key_reconnects_within_seconds_and_never_shows(csms, firmware_factory, tmp_path):

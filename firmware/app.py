@@ -17,7 +17,6 @@ from tasks import guard
 # their code then lies packed at the bottom of the heap, not between objects.
 from ocpp.v16.chargepoint import ChargePoint
 from ocpp import link
-from certs import Store as Certs
 
 _OPTIONS = {"--board": "board", "--data": "data", "--csms": "CsmsUrl", "--cp": "ChargePointId", "--ca": "ca"}
 
@@ -68,21 +67,27 @@ def build_connectors(board, ctx):
     return connectors, meters
 
 
-def seed_roots(certs, cafile):
+def seed_roots(store, cafile):
     # --ca FILE (make sim CA=): on the first start with it, its certificates
     # (a PEM bundle or DER) become CentralSystemRootCertificates of the store;
     # from then on the store is what counts, managed like any other root.
     try:
-        with open(cafile, "rb") as f:
-            raw = f.read()
-        n = certs.seed(raw)
+        if store.read("seeded") is not None:
+            n = None
+        else:
+            import certstore
+            with open(cafile, "rb") as f:
+                raw = f.read()
+            n = certstore.seed(store, raw)
     except (OSError, ValueError) as e:
         log.error("boot", "--ca %s: cannot install it: %s" % (cafile, e))
-        return
+        n = -1
+    import certs
+    certs.unload()  # certstore: for this once
     if n is None:
         log.info("boot", "--ca %s ignored: the certificate store was seeded before, it is managed with "
                  "InstallCertificate / DeleteCertificate now" % cafile)
-    else:
+    elif n >= 0:
         log.info("boot", "--ca %s: %d CentralSystemRootCertificate(s) installed" % (cafile, n))
 
 
@@ -118,13 +123,11 @@ async def run(opts):
     if safe:  # reported to the CSMS as a warning on connector 0
         connectors[0].warning = "InternalError"
         connectors[0].info = ("safe mode: " + ",".join(safe))[:50]
-    certs = Certs(root, config.get("CertificateStoreMaxLength"))
-    if opts.get("ca"):
-        seed_roots(certs, opts["ca"])
     cp = ChargePoint(station, config, boot_fields, root)
     cp.on_reset = restart
-    cp.certs = certs
-    cp.link = link.Link(cp, config, store, certs)
+    cp.link = link.Link(cp, config, store)
+    if opts.get("ca"):
+        seed_roots(cp.link.certs(), opts["ca"])
     cp.tls = cp.link.roots_context  # the https:// transfers trust the same roots
     gc.collect()
 

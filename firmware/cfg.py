@@ -281,9 +281,10 @@ def ca(path):
     # wss:// (profiles 2 and 3) and https:// downloads.
     _cfg()
     import certs
+    import certstore
 
     raw = _file(path)
-    ders = [d for label, d in certs.pem_blocks(raw) if label == "CERTIFICATE"] if raw[:5] == b"-----" \
+    ders = [d for label, d in certstore.pem_blocks(raw) if label == "CERTIFICATE"] if raw[:5] == b"-----" \
         else [bytes(x) for x in certs.tlvs(raw)]
     if not ders:
         raise _Stop("no certificate in %s" % path)
@@ -298,7 +299,9 @@ def client_cert(cert_path, key_path):
     # or DER, unencrypted) for security profile 3. The key stays in the flash
     # store: no command shows it again.
     _cfg()
-    _certs().provision_client(_file(cert_path), _file(key_path))
+    import certstore
+
+    certstore.provision_client(_certs(), _file(cert_path), _file(key_path))
     print("client certificate stored (used with SecurityProfile 3; SecurityProfile is %s)" %
           _cfg().get("SecurityProfile"))
 
@@ -312,14 +315,14 @@ def certs():
     store = _certs()
     n = 0
     for kind in (_c.CS, _c.MF):
-        for name in store._names(_c._PREFIX[kind]):
+        for name in store.names(_c.PREFIX[kind]):
             n += 1
             line = "%s %s" % (kind, name[3:-4])
             try:
                 import x509
                 import clock
 
-                c = x509.Cert(store._read(name))
+                c = x509.Cert(store.read(name))
                 line += " CN=%s until %s" % (c.cn, clock.iso(c.not_after))
             except Exception:
                 pass

@@ -11,6 +11,8 @@
 # SecurityProfile is stored with the configuration and is what counts; the
 # CSMS can only raise it (A05.FR.01-04), the installer sets any value locally
 # (cfg.set with the firmware stopped: lowering is not done over OCPP, A00.FR.005).
+# Those rules, the first start and the fallback are in secprofile.py, loaded
+# only when a security key changes or a raised profile is on trial.
 import asyncio
 import random
 import time
@@ -24,9 +26,6 @@ _STABLE_MS = const(60000)  # a link up this long resets the backoff
 # TCP connect + TLS + WebSocket handshake. Not ConnectionTimeOut: in OCPP 1.6
 # that key is how long a plugged-in vehicle may wait for authorization.
 _CONNECT_TIMEOUT = const(30)  # seconds
-# A05.FR.08: failed connections in a row at a newly raised profile before the
-# station goes back to the previous profile (and CsmsUrl).
-FALLBACK_AFTER = const(3)
 _CS = "CentralSystemRootCertificate"
 
 
@@ -55,19 +54,6 @@ def url_for(config):
     return base.rstrip("/") + "/" + path_segment(config.get("ChargePointId")) + query
 
 
-def derive_profile(config, certs):
-    # The profile a configuration from before SecurityProfile was stored
-    # stands for (the first start of a data directory): ws:// without a key 0,
-    # ws:// with one 1, wss:// with one 2, wss:// with a client certificate 3;
-    # wss:// without either stays 0 (TLS, no authentication).
-    wss = config.get("CsmsUrl").startswith("wss:")
-    if wss and certs.has_client():
-        return 3
-    if not config.get("AuthorizationKey"):
-        return 0
-    return 2 if wss else 1
-
-
 def event(kind, info=None):
     # A security event (whitepaper §8) through the events piece's module.
     try:
@@ -77,41 +63,55 @@ def event(kind, info=None):
     security.event(kind, info)
 
 
-def _cert_trouble(why):
-    # mbedTLS's words for a server certificate it refused (x509 verify info)
-    return "certificate" in why and "TLS handshake failed" in why or "no CA certificate configured" in why
+def _rules(fn, *args):
+    # secprofile.fn(*args); the module is let go again (these are rare).
+    import sys
+    import ocpp
+    from ocpp import secprofile
+    try:
+        return getattr(secprofile, fn)(*args)
+    finally:
+        sys.modules.pop("ocpp.secprofile", None)
+        try:
+            delattr(ocpp, "secprofile")
+        except AttributeError:
+            pass
 
 
 class Link:
-    def __init__(self, cp, config, store, certs):
+    def __init__(self, cp, config, store):
         self.cp = cp
         self.config = config
         self.store = store  # storage.Store: the "security" file (first-start mark, trial of a raise)
-        self.certs = certs  # certs.Store
+        self._certs = None
         self.ws = None  # the live connection
         self.tls = False  # whether it runs over TLS
         self.base = None  # the CsmsUrl it was made with
         self._now = False  # reconnect at once: new credentials or profile
         self._own = False  # the link itself changes SecurityProfile / CsmsUrl (fallback)
         sec = store.load("security")
-        if sec is None and "SecurityProfile" not in (store.load("config") or {}):
-            p = derive_profile(config, certs)
-            config.set("SecurityProfile", p, False)
-            log.info("link", "SecurityProfile %d, from the configuration (first start with security profiles)" % p)
-            sec = {}
-            self._save(sec)
-        self.trial = (sec or {}).get("trial")  # {"from", "to", "url", "fails"} while a raise is unproven
+        if sec is None:
+            sec = _rules("first_start", self)
+        self.trial = sec.get("trial")  # {"from", "to", "url", "fails"} while a raise is unproven
         self._p = config.get("SecurityProfile")
         if self.trial and self.trial.get("to") != self._p:  # changed locally meanwhile
             self.trial = None
-            self._save()
+            self.save()
         config.check(self._check)
         config.listen(self._changed)
 
     def profile(self):
         return self.config.get("SecurityProfile")
 
-    def _save(self, sec=None):
+    def certs(self):
+        # The certificate store (certs.py), loaded when first needed: a ws://
+        # station never does, a wss:// one at its first connection.
+        if self._certs is None:
+            from certs import Store
+            self._certs = Store(self.store.root, self.config.get("CertificateStoreMaxLength"))
+        return self._certs
+
+    def save(self, sec=None):
         if sec is None:
             sec = {"trial": self.trial} if self.trial else {}
         try:
@@ -119,48 +119,15 @@ class Link:
         except OSError:
             pass  # logged by the store; the trial state then lives in RAM only
 
-    # ---- ChangeConfiguration of the security keys -------------------------
+    # ---- ChangeConfiguration of the security keys (secprofile.py) -----------
     def _check(self, key, v):
-        if self._own:
+        if self._own or key not in ("SecurityProfile", "CsmsUrl"):
             return True
-        if key == "SecurityProfile":
-            why = self.refusal(v)
-            if why:
-                log.warn("link", "SecurityProfile %d refused: %s" % (v, why))
-                return False
-        elif key == "CsmsUrl" and self.profile() >= 2 and not v.startswith("wss:"):
-            log.warn("link", "a ws:// CsmsUrl is refused at SecurityProfile %d, which needs TLS" % self.profile())
-            return False
-        return True
-
-    def refusal(self, v):
-        # -> why the CSMS may not raise the profile to v (A05.FR.01-04), or None.
-        p = self.profile()
-        if v <= p:
-            return "the profile can only be raised, it is %d" % p
-        if v < 3 and not self.config.get("AuthorizationKey"):
-            return "no AuthorizationKey is set"
-        if v >= 2:
-            if not self.config.get("CsmsUrl").startswith("wss:"):
-                return "the CsmsUrl is not a wss:// URL"
-            if not self.certs.valid(_CS):
-                return "no valid CentralSystemRootCertificate is installed"
-        if v == 3 and not self.certs.client_valid():
-            return "no valid client certificate is installed"
-        return None
+        return _rules("check", self, key, v)
 
     def _changed(self, key, v):
-        if key == "SecurityProfile":
-            if not self._own:  # a raise: on trial until a connection works (A05.FR.08)
-                self.trial = {"from": self._p, "to": v, "url": self.base or self.config.get("CsmsUrl"), "fails": 0}
-                self._save()
-            self._p = v
-            event("ReconfigurationOfSecurityParameters", "SecurityProfile %d" % v)
-            self.renew()
-        elif key == "AuthorizationKey":  # A01.FR.11; never its value (A01.FR.12)
-            event("ReconfigurationOfSecurityParameters", "AuthorizationKey changed")
-            if self.profile() in (1, 2):
-                self.renew()
+        if key in ("SecurityProfile", "AuthorizationKey"):
+            _rules("changed", self, key, v)
 
     def renew(self):
         # A05.FR.06, A01: close the connection (once the ChangeConfiguration
@@ -179,16 +146,16 @@ class Link:
         # A verifying TLS context with every CentralSystemRootCertificate,
         # made anew for each connection: a root installed now counts from the
         # next one. Also for the https:// transfers (cp.tls).
-        return wslib.tls_context(self.certs.each(_CS))
+        return wslib.tls_context(self.certs().each(_CS))
 
     def context(self, profile):
         if profile < 3:
             return self.roots_context()
-        c = self.certs.client()
+        c = self.certs().client()
         if c is None:
             raise wslib.WSError("SecurityProfile 3 but no client certificate is installed")
         # mbedTLS takes the leaf only: the CSMS must know any intermediate CA
-        return wslib.tls_context(self.certs.each(_CS), c[0][0], c[1])
+        return wslib.tls_context(self.certs().each(_CS), c[0][0], c[1])
 
     # ---- the supervisor ---------------------------------------------------------
     async def supervise(self):
@@ -214,7 +181,7 @@ class Link:
                 if self.trial:  # A05.FR.08: from now on no fallback
                     log.info("link", "security profile %d works: kept" % p)
                     self.trial = None
-                    self._save()
+                    self.save()
                 self.ws, self.tls, self.base = conn, ctx is not None, base
                 up = time.ticks_ms()
                 try:
@@ -240,25 +207,7 @@ class Link:
             event("FailedToAuthenticateAtCentralSystem", why[:200])
         elif "BAD_PROTOCOL_VERSION" in why:  # A00.FR.315: the server offers no TLS 1.2 or newer
             event("InvalidTLSVersion", why[:200])
-        elif _cert_trouble(why):  # A00.FR.309/413
-            event("InvalidCentralSystemCertificate", why[:200])
-        t = self.trial
-        if not t or t["to"] != p:
-            return
-        t["fails"] += 1
-        if t["fails"] < FALLBACK_AFTER:
-            self._save()
-            return
-        # A05.FR.08: back to the previous profile settings
-        log.warn("link", "no connection at security profile %d in %d attempts: back to profile %d%s" % (
-            p, t["fails"], t["from"], " and CsmsUrl %s" % t["url"] if t["url"] != self.config.get("CsmsUrl") else ""))
-        self.trial = None
-        self._own = True
-        try:
-            self.config.set("SecurityProfile", t["from"], False)
-            if t["url"] != self.config.get("CsmsUrl"):
-                self.config.set("CsmsUrl", t["url"], False)
-        finally:
-            self._own = False
-        self._save()
-        self._now = True
+        elif "TLS handshake failed" in why and "certificate" in why or "no CA certificate" in why:
+            event("InvalidCentralSystemCertificate", why[:200])  # A00.FR.309/413 (mbedTLS's words)
+        if self.trial:
+            _rules("failed", self, p)

@@ -2,25 +2,17 @@
 # InstallCertificate, GetInstalledCertificateIds, DeleteCertificate. Imported
 # on the first such CALL (handlers.py), never at boot; the X.509 parser it
 # loads is let go again once the operation is over.
-import sys
 import log
+from certs import unload as _unload
 from ocpp import link
 
 _CS = "CentralSystemRootCertificate"
-_PARSERS = ("x509", "der", "p256", "rsa")
-
-
-def _unload():
-    # The parser modules are tens of KB of RAM: not kept between the rare
-    # certificate operations (a module imported by its caller stays, of course).
-    for m in _PARSERS:
-        sys.modules.pop(m, None)
 
 
 def install(cp, p):
     # M05: Accepted / Rejected (garbage, not a CA, store full) / Failed (flash)
     try:
-        status = cp.certs.install(p["certificateType"], p["certificate"])
+        status = cp.link.certs().install(p["certificateType"], p["certificate"])
     finally:
         _unload()
     if status == "Accepted":
@@ -31,7 +23,7 @@ def install(cp, p):
 def ids(cp, p):
     # M03: the hash data of every certificate of the type, NotFound for none
     try:
-        found = cp.certs.ids(p["certificateType"])
+        found = cp.link.certs().ids(p["certificateType"])
     finally:
         _unload()
     if not found:
@@ -47,7 +39,8 @@ def delete(cp, p):
     # HEAD) with the other roots only; if that fails, this root is needed.
     h = p["certificateHashData"]
     try:
-        found = cp.certs.find(h)
+        import certstore
+        found = certstore.find(cp.link.certs(), h)
     finally:
         _unload()
     if found is None:
@@ -56,7 +49,7 @@ def delete(cp, p):
     ln = cp.link
     if kind != _CS or not (ln and ln.ws and ln.tls):
         return _deleted(cp, h, name)
-    others = [d for n, d in _named(cp.certs) if n != name]
+    others = [d for n, d in _named(cp.link.certs()) if n != name]
     if not others:
         log.warn("certs", "the CentralSystemRootCertificate %s validates the connection in use: not deleted" % name[3:-4])
         return {"status": "Failed"}
@@ -64,12 +57,12 @@ def delete(cp, p):
 
 
 def _named(certs):
-    for n in certs._names("cs-"):
-        yield n, certs._read(n)
+    for n in certs.names("cs-"):
+        yield n, certs.read(n)
 
 
 def _deleted(cp, h, name):
-    status = cp.certs.delete(h, name)
+    status = cp.link.certs().delete(h, name)
     if status == "Accepted":
         link.event("ReconfigurationOfSecurityParameters", "certificate %s deleted" % name[3:-4])
     return {"status": status}
@@ -91,7 +84,7 @@ async def probe(cp, roots, timeout=15):
     import ws as wslib
     ln = cp.link
     tls, host, port, _ = wslib._parse_url(ln.base)
-    c = cp.certs.client() if ln.profile() == 3 else None
+    c = cp.link.certs().client() if ln.profile() == 3 else None
     try:
         ctx = wslib.tls_context(roots, c[0][0], c[1]) if c else wslib.tls_context(roots)
     except wslib.WSError as e:

@@ -219,3 +219,46 @@ def test_an_install_cut_by_a_power_loss_leaves_all_or_nothing(tmp_path, pki):
         seen.add(count)
     assert seen == {0, 1}, seen  # cuts before the rename lose it, later ones keep it whole
     del data
+
+
+CONSOLE = """
+import cfg
+cfg.open(%(data)r, "boards/unix")
+cfg.ca(%(ca)r)
+cfg.ca(%(leaf)r)
+cfg.key(%(key)r)
+cfg.cpo("Test CPO")
+cfg.csms(%(url)r)
+cfg.profile(2)
+cfg.certs()
+"""
+
+
+def test_an_installer_provisions_profile_2_at_the_console(pki, firmware_factory, tmp_path):
+    # README "Security": with the firmware stopped, root, key, CpoName and profile over the REPL
+    from dev_csms import DevCSMS
+    csms = DevCSMS(passwords={"CP001": KEY})
+    csms.start_in_thread(ssl=server_tls(pki))
+    try:
+        url = "wss://localhost:%d" % csms.port
+        fw = firmware_factory(url)
+        fw.start()  # the first start creates the flash (no root yet: it cannot connect)
+        fw.wait_line(r"cannot connect: TLS handshake failed: no CA certificate configured")
+        fw.stop()
+        script = tmp_path / "console.py"
+        script.write_text(CONSOLE % {"data": str(fw.data_dir), "ca": str(pki / "ca.pem"), "leaf": str(pki / "server.pem"),
+                                     "key": KEY, "url": url})
+        out = run_mp(script)
+        assert out.count("CentralSystemRootCertificate: Accepted") == 1, out
+        assert "CentralSystemRootCertificate: Rejected" in out  # a server certificate is no CA
+        assert "SecurityProfile = 2: Accepted" in out and "CpoName = Test CPO: Accepted" in out
+        assert re.search(r"CentralSystemRootCertificate [0-9a-f]{16} CN=Test CSMS CA until 20\d\d-", out), out
+        assert "1 of CertificateStoreMaxLength 10; client certificate: none" in out
+        assert KEY not in out
+        fw.start()
+        fw.wait_line(r"connecting to wss://localhost:\d+/CP001 \(security profile 2\)")
+        fw.wait_line(r"accepted this charge point")
+        assert csms.auth[-1] == basic(KEY) and get(csms, "CpoName") == "Test CPO"
+        assert csms.violations == []
+    finally:
+        csms.stop_thread()

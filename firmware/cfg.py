@@ -179,7 +179,7 @@ def _set(key, value):
         log.level = lvl
     if status in ("Accepted", "RebootRequired"):
         if name == "SecurityProfile":  # set by the installer: kept as it is (no derivation, no trial)
-            _store.save("security", {})
+            _store.save("secprofile", {})
         line = "%s = %s: %s" % (name, _shown(name, flags, c.get(name)), status)
         if status == "RebootRequired":
             line += ", takes effect after a restart (cfg.restart())"

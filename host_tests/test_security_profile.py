@@ -143,6 +143,10 @@ def test_raised_0_1_2_3_each_reconnecting_at_once_and_never_lowered(site, firmwa
     # profile 3: the client certificate instead of Basic auth
     assert csms.ports[-1] == port_of(site.mtls_url) and csms.client_cns[-1] == "CP001" and csms.auth[-1] is None
     assert get(csms, "SecurityProfile") == "3"
+    # M04.FR.05: the client certificate is not for DeleteCertificate
+    import testpki
+    mine = testpki.cert_id(pki.certs["client"], pki.certs["ca"])
+    assert csms.run_call("CP001", call.DeleteCertificate(certificate_hash_data=mine)).status == "NotFound"
     # all of it kept across a power cut
     fw.kill()
     restart_with(fw, site.mtls_url)

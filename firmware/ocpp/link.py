@@ -82,15 +82,15 @@ class Link:
     def __init__(self, cp, config, store):
         self.cp = cp
         self.config = config
-        self.store = store  # storage.Store: the "security" file (first-start mark, trial of a raise)
+        self.store = store  # storage.Store: the "secprofile" file (first-start mark, trial of a raise)
         self._certs = None
         self.ws = None  # the live connection
         self.tls = False  # whether it runs over TLS
         self.base = None  # the CsmsUrl it was made with
         self._now = False  # reconnect at once: new credentials or profile
         self._own = False  # the link itself changes SecurityProfile / CsmsUrl (fallback)
-        sec = store.load("security")
-        if sec is None:
+        sec = store.load("secprofile")
+        if not isinstance(sec, dict):
             sec = _rules("first_start", self)
         self.trial = sec.get("trial")  # {"from", "to", "url", "fails"} while a raise is unproven
         self._p = config.get("SecurityProfile")
@@ -115,7 +115,7 @@ class Link:
         if sec is None:
             sec = {"trial": self.trial} if self.trial else {}
         try:
-            self.store.save("security", sec)
+            self.store.save("secprofile", sec)
         except OSError:
             pass  # logged by the store; the trial state then lives in RAM only
 

@@ -29,9 +29,9 @@ def derive_profile(config, root):
 
 
 def first_start(ln):
-    # No "security" file yet: a new data directory, or one from before the
+    # No "secprofile" file yet: a new data directory, or one from before the
     # profiles. A SecurityProfile stored (by cfg.set) is kept; else it is
-    # derived from the configuration. -> the new "security" record.
+    # derived from the configuration. -> the new "secprofile" record.
     config = ln.config
     if "SecurityProfile" not in (ln.store.load("config") or {}):
         p = derive_profile(config, ln.store.root)
@@ -60,13 +60,15 @@ def refusal(ln, v):
         return "the profile can only be raised, it is %d" % p
     if v < 3 and not ln.config.get("AuthorizationKey"):
         return "no AuthorizationKey is set"
-    if v >= 2 and not ln.config.get("CsmsUrl").startswith("wss:"):
+    if v < 2:
+        return None
+    if not ln.config.get("CsmsUrl").startswith("wss:"):
         return "the CsmsUrl is not a wss:// URL"
     import certs
     import certstore
     s = ln.certs()
     try:
-        if v >= 2 and not certstore.valid(s, certs.CS):
+        if not certstore.valid(s, certs.CS):
             return "no valid CentralSystemRootCertificate is installed"
         if v == 3 and not certstore.client_valid(s):
             return "no valid client certificate is installed"
@@ -81,7 +83,8 @@ def changed(ln, key, v):
             ln.trial = {"from": ln._p, "to": v, "url": ln.base or ln.config.get("CsmsUrl"), "fails": 0}
             ln.save()
         ln._p = v
-        event("ReconfigurationOfSecurityParameters", "SecurityProfile %d" % v)
+        event("ReconfigurationOfSecurityParameters", "SecurityProfile %d%s" % (
+            v, " (fallback: the raised profile did not connect)" if ln._own else ""))
         ln.renew()
     else:  # AuthorizationKey: A01.FR.11, and never its value (A01.FR.12)
         event("ReconfigurationOfSecurityParameters", "AuthorizationKey changed")

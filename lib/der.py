@@ -132,7 +132,14 @@ def as_text(tag, buf, s, e):
         return "".join(chr(buf[i] << 8 | buf[i + 1]) for i in range(s, e, 2))
     if tag not in (0x0C, 0x13, 0x16, 0x14, 0x12, 0x1A):  # UTF8, Printable, IA5, Teletex, Numeric, Visible
         raise ValueError("DER: string type %02x not supported" % tag)
-    return str(bytes(buf[s:e]), "utf-8")  # UnicodeError is a ValueError
+    return utf8_text(buf, s, e)
+
+
+def utf8_text(buf, s, e):
+    try:
+        return str(bytes(buf[s:e]), "utf-8")
+    except UnicodeError:
+        raise ValueError("DER: bad UTF-8")
 
 
 def _digits(buf, i, n):
@@ -246,7 +253,7 @@ def pem_decode(text):
     # Every "-----BEGIN X-----" block, in order, as [(label, der), ...]. The
     # base64 must be canonical: a2b_base64 alone skips stray characters.
     if not isinstance(text, str):
-        text = str(text, "utf-8")
+        text = utf8_text(text, 0, len(text))
     out = []
     label = None
     for line in text.split("\n"):

@@ -191,7 +191,7 @@ class Cert:
             s, x = _whole(b, s, e, SEQ)
             for t, vs, ve in items(b, s, x):
                 if t == 0x82:  # dNSName
-                    self.san_dns.append(str(bytes(b[vs:ve]), "utf-8"))
+                    self.san_dns.append(der.utf8_text(b, vs, ve))
                 elif t == 0x87:  # iPAddress
                     self.san_ip.append(_ip(b, vs, ve))
         elif oid == "2.5.29.37":  # extKeyUsage

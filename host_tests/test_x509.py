@@ -356,7 +356,8 @@ def test_garbage_gives_value_error(pki):
                  leaf[:4] + leaf[4:6] + bytes([leaf[6], leaf[7] + 40]) + leaf[8:],  # tbs past its container
                  b"\x30\x83\x00\x00\x03\x02\x01\x00",  # a length not minimal
                  b"\x3f\x81\x01\x00",  # a multi-byte tag
-                 bytes([0x30, 0x84, 0xff, 0xff, 0xff, 0xff])]
+                 bytes([0x30, 0x84, 0xff, 0xff, 0xff, 0xff]),
+                 leaf.replace(bytes.fromhex("06082a8648ce3d040302"), bytes.fromhex("06082a8648ce3d040303"), 1)]  # the two algorithms differ
     must_fail += [leaf[:n] for n in range(0, len(leaf), 7)] + [rleaf[:n] for n in range(0, len(rleaf), 23)]
     must_fail += [bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 400))) for _ in range(150)]
     must_fail += [b"\x30\x82" + len(b).to_bytes(2, "big") + b for b in
@@ -404,3 +405,82 @@ def test_pem(pki):
         assert isinstance(g, dict) and g["error"] == "ValueError", (t, g)
     assert got[-2] == [["CERTIFICATE", a.hex()]]
     assert got[-1]["error"] == "ValueError"  # not UTF-8
+
+
+# ---- our key: CSR and the SEC1 DER that MicroPython's ssl takes ----
+
+def test_csr_is_valid_pkcs10():
+    k = ec.generate_private_key(ec.SECP256R1())
+    d = k.private_numbers().private_value
+    pub = k.public_key().public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    subjects = [("CP0001", "Example CPO"), ("CP0002", None), ("Ladesäule-3", "Stadtwerke Süd GmbH & Co. KG")]
+    got = mp_cases([["csr", "%x" % d, pub.hex(), cn, o] for cn, o in subjects] + [["key_der", "%x" % d, pub.hex()]])
+    for (cn, o), pem in zip(subjects, got):
+        assert pem.startswith("-----BEGIN CERTIFICATE REQUEST-----\n") and pem.endswith("-----END CERTIFICATE REQUEST-----\n")
+        req = x509.load_pem_x509_csr(pem.encode())
+        assert req.is_signature_valid
+        assert req.signature_algorithm_oid == SignatureAlgorithmOID.ECDSA_WITH_SHA256
+        assert [a.value for a in req.subject.get_attributes_for_oid(NameOID.COMMON_NAME)] == [cn]
+        assert [a.value for a in req.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)] == ([o] if o else [])
+        assert len(req.subject) == (2 if o else 1)
+        assert req.public_key() == k.public_key()
+        assert len(req.attributes) == 0 and len(req.extensions) == 0
+        assert req.public_bytes(DER)[4:7] == b"\x02\x01\x00" or b"\x02\x01\x00" in req.tbs_certrequest_bytes[:8]
+    key = serialization.load_der_private_key(bytes.fromhex(got[-1]), None)
+    assert key.private_numbers() == k.private_numbers()
+    assert bytes.fromhex(got[-1]) == k.private_bytes(DER, serialization.PrivateFormat.TraditionalOpenSSL,
+                                                     serialization.NoEncryption())
+
+
+def test_tls_client_certificate_from_our_key_and_csr(tmp_path):
+    p = Pki()
+    p.make("Client CA", ca=True, ku=CA_KU)
+    p.make("Server CA", ca=True, ku=CA_KU)
+    p.make("localhost", issuer="Server CA", san=[x509.DNSName("localhost")])
+    (tmp_path / "server.pem").write_bytes(p.certs["localhost"].public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "server.key").write_bytes(p.keys["localhost"].private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "server.pem", tmp_path / "server.key")
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.load_verify_locations(cadata=p.certs["Client CA"].public_bytes(serialization.Encoding.PEM).decode())
+    lsock = socket.create_server(("127.0.0.1", 0))
+    lsock.settimeout(30)
+    seen = {}
+
+    def serve():
+        try:
+            conn, _ = lsock.accept()
+            with ctx.wrap_socket(conn, server_side=True) as tls:
+                seen["peer"] = tls.getpeercert(binary_form=True)
+                seen["line"] = tls.recv(16)
+                tls.sendall(b"pong\n")
+        except Exception as e:  # reported by the assertions below
+            seen["error"] = repr(e)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    mp = subprocess.Popen([MICROPYTHON, str(ROOT / "host_tests" / "mp" / "x509_tls.py")], cwd=ROOT, env=mp_env(),
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        req = x509.load_pem_x509_csr(json.loads(mp.stdout.readline())["csr"].encode())
+        assert req.is_signature_valid
+        cert = (x509.CertificateBuilder().subject_name(req.subject).issuer_name(p.certs["Client CA"].subject)
+                .public_key(req.public_key()).serial_number(x509.random_serial_number())
+                .not_valid_before(datetime.datetime.now(UTC) - datetime.timedelta(hours=1))
+                .not_valid_after(datetime.datetime.now(UTC) + datetime.timedelta(days=30))
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+                .sign(p.keys["Client CA"], hashes.SHA256()))
+        mp.stdin.write(json.dumps({"cert": der(cert).hex(), "ca": hx(der(p.certs["Server CA"])),
+                                   "port": lsock.getsockname()[1]}) + "\n")
+        mp.stdin.flush()
+        out, err = mp.communicate(timeout=60)
+    finally:
+        if mp.poll() is None:
+            mp.kill()
+        lsock.close()
+    t.join(10)
+    assert mp.returncode == 0, err
+    assert json.loads(out) == {"answer": "pong\n"}
+    assert seen.get("peer") == der(cert), seen
+    assert seen["line"] == b"ping\n"

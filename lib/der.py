@@ -288,15 +288,15 @@ def pem_encode(label, der):
 
 # ---- ECDSA-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER } (RFC 3279 §2.2.3) ----
 
-def ecdsa_sig_decode(der):
-    s, e = expect(der, 0, len(der), SEQ)
-    if e != len(der):
+def ecdsa_sig_decode(sig):
+    s, e = expect(sig, 0, len(sig), SEQ)
+    if e != len(sig):
         raise ValueError("DER: bytes after the signature")
-    a, b = expect(der, s, e, INT)
-    c, d = expect(der, b, e, INT)
+    a, b = expect(sig, s, e, INT)
+    c, d = expect(sig, b, e, INT)
     if d != e:
         raise ValueError("DER: bytes after the signature")
-    return as_uint(der, a, b), as_uint(der, c, d)
+    return as_uint(sig, a, b), as_uint(sig, c, d)
 
 
 def ecdsa_sig_encode(r, s):

@@ -368,14 +368,21 @@ def _who(c):
     return '"%s"' % c.cn if c.cn else "serial %x" % c.serial
 
 
-def _own_problem(c, now):
-    # What makes c unusable on its own: its dates at `now`, or a critical
-    # extension not understood (RFC 5280 §4.2: such a certificate is refused).
+def _dates(c, now):
     if now is not None:
         if now < c.not_before:
             return _who(c) + " is not yet valid"
         if now > c.not_after:
             return _who(c) + " has expired"
+    return None
+
+
+def _own_problem(c, now):
+    # What makes c unusable on its own: its dates at `now`, or a critical
+    # extension not understood (RFC 5280 §4.2: such a certificate is refused).
+    why = _dates(c, now)
+    if why:
+        return why
     if c.unknown_critical:
         return _who(c) + " has an unknown critical extension " + c.unknown_critical[0]
     return None
@@ -401,23 +408,26 @@ def _signed(c, issuer):
 def chain(certs, roots, now):
     # certs: leaf first, then intermediates in any order; roots: trusted Certs.
     # Returns the root the leaf chains to. A root is a trust anchor: only its
-    # dates and its signature on the next certificate are checked.
+    # dates and its signature on the next certificate are checked (not cA,
+    # keyUsage, pathLen or its extensions).
     if not certs:
         raise ValueError("no certificate")
     cur = certs[0]
     pool = list(certs[1:])
     below = 0  # intermediates between the leaf and cur's signer
     while True:
+        for r in roots:
+            if r.der == cur.der:  # sent along, or a root checked on its own
+                why = _dates(r, now)
+                if why:
+                    raise ValueError(why)
+                return r
         why = _own_problem(cur, now)
         if why:
             raise ValueError(why)
         for r in roots:
-            if r.der == cur.der:
-                return r
-        why = None
-        for r in roots:
             if r.subject == cur.issuer:
-                why = _own_problem(r, now) or _signed(cur, r)
+                why = _dates(r, now) or _signed(cur, r)
                 if why is None:
                     return r
         for c in pool:

@@ -170,6 +170,7 @@ def expected(c):
     eku = exts.get("2.5.29.37")
     san = exts.get("2.5.29.17")
     cn = c.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    o = c.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
     algs = {SignatureAlgorithmOID.ECDSA_WITH_SHA256: "ecdsa-with-SHA256",
             SignatureAlgorithmOID.RSA_WITH_SHA256: "sha256WithRSAEncryption"}
     alg = algs.get(c.signature_algorithm_oid, c.signature_algorithm_oid.dotted_string)
@@ -177,7 +178,7 @@ def expected(c):
         alg = "RSASSA-PSS" if isinstance(c.signature_hash_algorithm, hashes.SHA256) else \
             "RSASSA-PSS with other than SHA-256/MGF1-SHA-256"
     return {"version": c.version.value, "serial": "%x" % c.serial_number, "issuer": hx(c.issuer.public_bytes()),
-            "subject": hx(c.subject.public_bytes()), "cn": cn[0].value if cn else None,
+            "subject": hx(c.subject.public_bytes()), "cn": cn[0].value if cn else None, "o": o[0].value if o else None,
             "not_before": int(c.not_valid_before_utc.timestamp()), "not_after": int(c.not_valid_after_utc.timestamp()),
             "key": key, "key_bits": bits, "is_ca": bool(bc and bc.value.ca), "path_len": bc.value.path_length if bc else None,
             "key_usage": kubits, "eku": [o.dotted_string for o in eku.value] if eku else None,
@@ -202,6 +203,7 @@ def test_every_field_matches_cryptography(pki):
     assert byname["RSA Root"]["not_before"] < 0  # 1965 in a UTCTime
     assert byname["EC Sub"]["serial"] == "80" + "00" * 8  # DER keeps a leading zero byte here
     assert byname["rich"]["cn"] == "Ladesäule 7 ⚡"
+    assert byname["rich"]["o"] == "Stadtwerke Süd"
     assert byname["pss384-leaf"]["sig_alg"].startswith("RSASSA-PSS with other")
     assert byname["crit-unknown"]["unknown_critical"] == ["1.3.6.1.4.1.55555.1"]
     assert byname["noncrit-unknown"]["unknown_critical"] == []

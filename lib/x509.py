@@ -33,13 +33,13 @@ KEY_CERT_SIGN = 1 << 5  # keyUsage bit 5 (RFC 5280 §4.2.1.3), in Cert.key_usage
 
 class Cert:
     # Attributes: der, version (0..2), serial, issuer and subject (Name DER),
-    # cn, not_before, not_after (Unix seconds), key (("ec", pub65),
-    # ("rsa", n, e) or None: a key type not supported), is_ca, path_len
-    # (None: no limit), key_usage (bit i = RFC 5280 bit i; None: no
-    # extension), eku (list of OIDs or None), san_dns, san_ip, sig_alg (a
-    # name above, else the OID), unknown_critical (OIDs of the critical
-    # extensions not understood). tbs, sig and key_bits are memoryviews into
-    # der, so a certificate is held once.
+    # cn and o (the subject's first commonName and organizationName or None),
+    # not_before, not_after (Unix seconds), key (("ec", pub65), ("rsa", n, e)
+    # or None: a key type not supported), is_ca, path_len (None: no limit),
+    # key_usage (bit i = RFC 5280 bit i; None: no extension), eku (list of
+    # OIDs or None), san_dns, san_ip, sig_alg (a name above, else the OID),
+    # unknown_critical (OIDs of the critical extensions not understood).
+    # tbs, sig and key_bits are memoryviews into der: a certificate is held once.
     def __init__(self, data):
         self.der = data if isinstance(data, bytes) else bytes(data)
         b = memoryview(self.der)
@@ -74,7 +74,7 @@ class Cert:
             raise ValueError("x509: the two signature algorithms differ")
         p = x
         s, x = expect(b, p, te, SEQ)
-        _cn(b, s, x)  # checks the Name's structure
+        _names(b, s, x)  # checks the Name's structure
         self.issuer = bytes(b[p:x])
         p = x
         s, x = expect(b, p, te, SEQ)  # validity
@@ -86,7 +86,7 @@ class Cert:
             raise ValueError("x509: bad validity")
         p = x
         s, x = expect(b, p, te, SEQ)
-        self.cn = _cn(b, s, x)
+        self.cn, self.o = _names(b, s, x)
         self.subject = bytes(b[p:x])
         p = x
         s, x = expect(b, p, te, SEQ)
@@ -265,9 +265,9 @@ def _hash_alg(b, s, e):
     return as_oid(b, os, oe)
 
 
-def _cn(b, s, e):
-    # Walks a Name (SEQUENCE OF SET OF {type, value}); its first CN as str.
-    cn = None
+def _names(b, s, e):
+    # Walks a Name (SEQUENCE OF SET OF {type, value}): its first CN and O.
+    cn = o = None
     for t, rs, re in items(b, s, e):
         if t != der.SET or rs == re:
             raise ValueError("x509: bad Name")
@@ -278,9 +278,12 @@ def _cn(b, s, e):
             t, vs, ve = tlv(b, oe, x)
             if ve != x:
                 raise ValueError("x509: bad Name")
-            if cn is None and as_oid(b, os, oe) == _CN:
+            oid = as_oid(b, os, oe)
+            if cn is None and oid == _CN:
                 cn = der.as_text(t, b, vs, ve)
-    return cn
+            elif o is None and oid == _O:
+                o = der.as_text(t, b, vs, ve)
+    return cn, o
 
 
 def _ip(b, s, e):

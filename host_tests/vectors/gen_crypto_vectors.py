@@ -144,7 +144,8 @@ def p256_cases():
     other = enc(mul(d + 1, G))
     case("another public key", other, digest, r, s, False)
     # digests at the edges of bits2int: 0, n (= 0 mod n), all ones (> n)
-    for label, dg in (("digest 0 (u1 = 0)", 0), ("digest = n (e = 0 mod n)", N), ("digest all ones (e > n)", 2 ** 256 - 1)):
+    for label, dg in (("digest 0 (u1 = 0)", 0), ("digest = n (e = 0 mod n)", N),
+                      ("digest all ones (e > n)", 2 ** 256 - 1)):
         rr, ss = crypto_sign(d, dg.to_bytes(32, "big"))
         case("valid, " + label, pub, dg, rr, ss, True)
 

@@ -239,6 +239,8 @@ def _sig_alg(b, s, e):
 def _pss_sha256(b, s, e):
     # RSASSA-PSS-params (RFC 4055 §3.1): hash and MGF1 hash both SHA-256,
     # trailerField 1. The salt length is whatever the signature holds.
+    if s == e:  # no parameters: the SHA-1 defaults
+        return False
     ps, pe = _whole(b, s, e, SEQ)
     h = m = None
     for t, vs, ve in items(b, ps, pe):

@@ -10,7 +10,7 @@
 #   seeded       written once `--ca` (or cfg.ca) seeded the store
 # Each file is written as <name>.tmp and then renamed into place (LittleFS
 # renames atomically), so a power cut leaves the old file or the new one,
-# never half of one; a stray .tmp is ignored.
+# never half of one; a stray .tmp is ignored (and swept by the next install).
 # The private keys (client, pending) are read only to build the TLS context
 # and to sign a CSR: no command lists, uploads or prints them.
 # This module is what a TLS context needs (the DER files as they are); the

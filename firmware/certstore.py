@@ -92,6 +92,7 @@ def install(s, kind, data, check=True):
     if s.read(name) == der:
         log.info(_TAG, "%s %s is installed already" % (kind, name[3:-4]))
         return "Accepted"
+    _sweep(s)
     n = s.count()
     if n >= s.limit:  # M05.FR.03
         log.warn(_TAG, "%s rejected: the store is full (%d of CertificateStoreMaxLength %d)" % (kind, n, s.limit))
@@ -104,6 +105,18 @@ def install(s, kind, data, check=True):
         return "Failed"
     log.info(_TAG, "%s %s installed (%d of %d)" % (kind, name[3:-4], n + 1, s.limit))
     return "Accepted"
+
+
+def _sweep(s):
+    # The .tmp of a write a power cut interrupted: of no use, and it takes room.
+    import os
+    try:
+        names = os.listdir(s.dir[:-1])
+    except OSError:
+        return
+    for n in names:
+        if n.endswith(".tmp"):
+            s.remove(n)
 
 
 def seed(s, data):

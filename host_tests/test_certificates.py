@@ -262,3 +262,29 @@ def test_an_installer_provisions_profile_2_at_the_console(pki, firmware_factory,
         assert csms.violations == []
     finally:
         csms.stop_thread()
+
+
+FULL_FLASH = """
+import os, certs
+from hw import unixflash
+unixflash.mount(%(data)r, blocks=24)
+s = certs.Store("/flash")
+with open("/flash/filler", "wb") as f:  # the flash full to the last block
+    b = bytes(4096)
+    try:
+        while True:
+            f.write(b)
+            f.flush()
+    except OSError:
+        pass
+print("= " + repr([s.install(certs.CS, open(%(der)r, "rb").read()), s.count(),
+                   [n for n in os.listdir("/flash/certs") if n.endswith(".tmp")] if "certs" in os.listdir("/flash") else []]))
+"""
+
+
+def test_a_full_flash_fails_the_install_and_leaves_nothing_behind(tmp_path, pki):
+    script = tmp_path / "full.py"
+    script.write_text(FULL_FLASH % {"data": str(tmp_path / "d"), "der": str(pki / "ca.der")})
+    out = run_mp(script)
+    assert eval([ln for ln in out.splitlines() if ln.startswith("= ")][-1][2:]) == ["Failed", 0, []], out
+    assert "cannot store the CentralSystemRootCertificate" in out

@@ -11,6 +11,7 @@ import os
 import binascii
 from micropython import const
 import log
+import security
 
 _CALL = const(2)
 _RESULT = const(3)
@@ -38,11 +39,19 @@ class NotConnected(Exception):
 def _log_frame(direction, text):
     # Logging a frame copies it (twice); a big one may not fit a small heap:
     # then log its start only, never fail the exchange for the log's sake.
+    # The AuthorizationKey a ChangeConfiguration sets is never logged (whitepaper
+    # §2.3): not on the console, not in the flash log that GetLog uploads.
+    if log.level > log.FRAME:
+        return
+    i = text.find("ChangeConfiguration")
+    if i > 0 and "authorizationkey" in text.lower():
+        text = text[: i + 20] + " ...] (it sets the AuthorizationKey: the rest is not logged)"
     try:
         log.frame(direction, text)
     except MemoryError:
         gc.collect()
         log.frame(direction, "%s... (%d characters)" % (text[:200], len(text)))
+        security.event("MemoryExhaustion", "no RAM to log a frame of %d characters" % len(text))
 
 
 _SPLIT_DEPTH = const(5)  # [2, id, action, {..., "meterValue": [{"sampledValue": [<each whole>]}]}]
@@ -68,6 +77,11 @@ def _pieces(o, depth):
         yield "}" if t is dict else "]"
     else:
         yield json.dumps(o)
+
+
+def _invalid(why):
+    # A frame that is not valid OCPP: the security event InvalidMessages (whitepaper §8).
+    security.event("InvalidMessages", why)
 
 
 def _frame_ok(msg):
@@ -159,6 +173,7 @@ class Rpc:
             if bad:
                 # A malformed answer is treated like an error answer.
                 log.warn("ocpp", "%s answer is not valid OCPP: %s" % (action, bad[1]))
+                _invalid("%s answer: %s %s" % (action, bad[0], bad[1]))
                 raise CallError(bad[0], bad[1])
             return reply[2]
 
@@ -187,16 +202,22 @@ class Rpc:
             msg = json.loads(text)
         except ValueError:
             log.warn("ocpp", "frame is not valid JSON, ignored")
+            _invalid("frame is not valid JSON")
             return
         except (MemoryError, RuntimeError) as e:
             # Too big or too deeply nested for this heap (e.g. 10000 nested
             # arrays): no id can be read, drop it and keep the session.
             gc.collect()
             log.warn("ocpp", "frame too complex to parse (%s), ignored" % type(e).__name__)
+            if type(e) is MemoryError:
+                security.event("MemoryExhaustion", "no RAM to parse a frame of %d characters" % len(text))
+            else:
+                _invalid("frame nested too deeply to parse")
             return
         if not _frame_ok(msg):
             # No usable message id: nothing can be answered (OCPP-J §4.1.3).
             log.warn("ocpp", "frame is not an OCPP-J message, ignored")
+            _invalid("frame is not an OCPP-J message")
             return
         kind = msg[0]
         if kind == _CALL:
@@ -205,6 +226,7 @@ class Rpc:
             self._on_answer(msg)
         else:
             log.warn("ocpp", "unknown message type %r ignored" % (kind,))
+            _invalid("unknown message type %r" % (kind,))
 
     def _on_answer(self, msg):
         if msg[1] != self._wait_id:
@@ -214,24 +236,29 @@ class Rpc:
             len(msg) < 4 or type(msg[2]) is not str
         ):
             msg = [_ERROR, msg[1], "FormationViolation", "malformed answer"]
+            _invalid("malformed answer to our CALL")
         self._reply = msg
         self._replied.set()
 
     async def _on_call(self, msg):
         msg_id = msg[1]
         if len(msg_id) > _MAX_ID:
+            _invalid("CALL with a message id longer than 36 characters")
             return await self.error(msg_id, "ProtocolError", "message id longer than 36 characters")
         if len(msg) != 4 or type(msg[2]) is not str:
+            _invalid("CALL without 4 elements")
             return await self.error(msg_id, "FormationViolation", "a CALL has 4 elements")
         action = msg[2]
         payload = msg[3]
         bad = self.check(action, payload, False)
         if bad and bad[0] == "NotImplemented":
+            _invalid("CALL of an unknown action %s" % action[:40])
             return await self.error(msg_id, "NotImplemented", "unknown action " + action[:40])
         handler = self.handlers.get(action)
         if handler is None:  # an OCPP action this charge point does not offer
             return await self.error(msg_id, "NotSupported", action + " is not supported")
         if bad:
+            _invalid("%s: %s %s" % (action, bad[0], bad[1]))
             return await self.error(msg_id, bad[0], bad[1])
         if self.gate:
             verdict = self.gate(action)
@@ -261,6 +288,7 @@ class Rpc:
         except MemoryError as e:  # the answer does not fit the heap: say so
             gc.collect()
             log.exc("ocpp", "could not send answer", e)
+            security.event("MemoryExhaustion", "no RAM to send an answer")
             await self.error(msg_id, "InternalError", "answer too large for memory")
         except Exception as e:  # link gone: the CSMS will time out
             log.exc("ocpp", "could not send answer", e)

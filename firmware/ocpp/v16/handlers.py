@@ -5,6 +5,7 @@
 # the section numbers are those of the OCPP 1.6 specification.
 import clock
 import log
+import security
 
 VENDOR_ID = "mpocpp"  # our vendorId for DataTransfer
 # UpdateFirmware and GetDiagnostics without retries / retryInterval: 3 attempts, 60 s apart
@@ -28,8 +29,15 @@ def table(cp):
 
     def change_configuration(p):
         # §5.3: NotSupported, Rejected, RebootRequired or Accepted (config.set).
+        # A new SecurityProfile or AuthorizationKey is a security event (whitepaper §8).
+        key = p["key"].lower()
+        key = "SecurityProfile" if key == "securityprofile" else "AuthorizationKey" if key == "authorizationkey" else None
+        old = key and config.get(key)
         status = config.set(p["key"], p["value"])
         log.info("config", "CSMS set %s: %s" % (p["key"], status))
+        if key and config.get(key) != old:
+            security.event("ReconfigurationOfSecurityParameters", "%s changed by the CSMS%s" % (
+                key, " to %d" % config.get(key) if key[0] == "S" else ""))
         return {"status": status}
 
     def get_configuration(p):
@@ -182,6 +190,15 @@ def table(cp):
         log.info("ocpp", "CSMS asks for %s: %s" % (p["requestedMessage"], status))
         return ({"status": status}, after) if after else {"status": status}
 
+    # ---- Security whitepaper: the code lives in secext.py, imported on first use ----
+    def get_log(p):
+        from ocpp.v16 import secext
+        return secext.get_log(cp, p)
+
+    def extended_trigger_message(p):
+        from ocpp.v16 import secext
+        return secext.extended_trigger(cp, p)
+
     return {
         "DataTransfer": data_transfer,
         "ChangeConfiguration": change_configuration,
@@ -202,6 +219,8 @@ def table(cp):
         "SetChargingProfile": set_charging_profile,
         "ClearChargingProfile": clear_charging_profile,
         "GetCompositeSchedule": get_composite_schedule,
+        "GetLog": get_log,
+        "ExtendedTriggerMessage": extended_trigger_message,
     }
 
 

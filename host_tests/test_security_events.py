@@ -19,6 +19,7 @@ from ocpp.v16 import call
 import scenario
 from conftest import run_mp
 from dev_csms import DevCSMS
+from test_maintenance import Files, booted, fw_statuses, update, web  # noqa: F401 (web: a fixture)
 from test_transaction_queue import free_port
 
 EVENT = "SecurityEventNotification"
@@ -212,6 +213,38 @@ def test_every_event_is_in_the_security_log_and_only_critical_ones_are_sent(firm
     assert crit == [(e["timestamp"], e["type"], e.get("techInfo")) for e in sent]
     jump = sent[1]
     assert jump["techInfo"].endswith("to " + ahead) and abs(epoch(jump["timestamp"]) - epoch(ahead)) <= 2
+    assert csms.violations == []
+
+
+@pytest.fixture(scope="module")
+def new_bundle(tmp_path_factory):
+    # what `make bundle VERSION=2.0.0-sec` builds (tools/bundle.py, without make's venv step)
+    import subprocess
+    import sys
+    from conftest import ROOT
+    out = tmp_path_factory.mktemp("bundle") / "new.bin"
+    subprocess.run([sys.executable, "tools/bundle.py", "--version", "2.0.0-sec", "--board", "unix", "--out", str(out)],
+                   cwd=ROOT, check=True, capture_output=True, timeout=120)
+    return out.read_bytes()
+
+
+def test_an_installed_update_is_firmware_updated_after_the_new_version_boots(csms, firmware_factory, web,
+                                                                            new_bundle):
+    Files.files["new.bin"] = new_bundle
+    fw = firmware_factory(csms)
+    booted(fw, csms)
+    update(csms, web + "/new.bin")
+    csms.wait_for(lambda: "Installed" in fw_statuses(csms), 60, "Installed")
+    csms.wait_for(lambda: events(csms, "FirmwareUpdated"), 10, "FirmwareUpdated")
+    time.sleep(0.5)
+    got = events(csms)
+    assert [e["type"] for e in got] == ["StartupOfTheDevice", "ResetOrReboot", "StartupOfTheDevice",
+                                        "FirmwareUpdated"], got
+    assert got[1]["techInfo"] == "restart: installing an update"
+    assert got[3]["techInfo"] == "version 2.0.0-sec installed"
+    assert epoch(got[2]["timestamp"]) <= epoch(got[3]["timestamp"])
+    fw.stop()
+    assert [k for _, _, k, _ in security_log(fw.data_dir)] == [e["type"] for e in got]
     assert csms.violations == []
 
 
@@ -480,3 +513,38 @@ def test_an_earlier_firmware_drops_queued_events_without_harm(firmware_factory, 
         assert len(events(csms)) == 1 and csms.violations == []
     finally:
         csms.stop_thread()
+
+
+def test_memory_exhaustion_when_an_answer_does_not_fit_the_heap(tmp_path):
+    # ocpp.rpc on a 192K heap with a handler whose answer is larger than the free heap:
+    # the CSMS gets InternalError, the security log and the queue get MemoryExhaustion.
+    code = DRIVER % {"data": str(tmp_path / "d")} + """
+import asyncio, gc
+from ocpp.rpc import Rpc
+q = Outbox(root)
+security.start(root + "/", q)
+class Link:
+    def __init__(self, frames):
+        self.inbox = frames
+        self.sent = []
+    async def recv(self):
+        await asyncio.sleep(0)
+        return self.inbox.pop(0) if self.inbox else None
+    async def send_parts(self, parts):
+        self.sent.append("".join(parts())[:80])
+def big(p):
+    gc.collect()
+    return {"data": ["x" * 1000] * (gc.mem_free() // 1000 + 10)}
+link = Link(['[2,"c1","Big",{}]', '[2,"c2","Big2",{}]'])
+asyncio.run(Rpc({"Big": big, "Big2": lambda p: {}}, lambda a, p, r: None).serve(link))
+out(link.sent)
+out(read().splitlines())
+out(drain(q))
+"""
+    path = tmp_path / "script.py"
+    path.write_text(code)
+    text = run_mp(path, heapsize="192K", timeout=120)
+    res = [json.loads(ln[2:]) for ln in text.splitlines() if ln.startswith("= ")]
+    assert res[0][0].startswith('[4,"c1","InternalError"') and res[0][1] == '[3,"c2",{}]', res[0]
+    assert [ln.split(" ", 3)[1:] for ln in res[1]] == [["CRITICAL", "MemoryExhaustion", "no RAM to send an answer"]]
+    assert res[2] == ["MemoryExhaustion"]

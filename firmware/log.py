@@ -127,7 +127,7 @@ def flush():
             warn("log", "flash log stopped (%s %s), the console has the lines" % (type(e).__name__, e))
             import security  # (not at the top: security imports log)
 
-            security.event("MemoryExhaustion", "flash log stopped: %s %s" % (type(e).__name__, e))
+            security.event("MemoryExhaustion", "the flash log cannot write: %s %s" % (type(e).__name__, e))
         return
     if _why:
         _why = 0

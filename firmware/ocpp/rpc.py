@@ -51,7 +51,6 @@ def _log_frame(direction, text):
     except MemoryError:
         gc.collect()
         log.frame(direction, "%s... (%d characters)" % (text[:200], len(text)))
-        security.event("MemoryExhaustion", "no RAM to log a frame of %d characters" % len(text))
 
 
 _SPLIT_DEPTH = const(5)  # [2, id, action, {..., "meterValue": [{"sampledValue": [<each whole>]}]}]
@@ -80,7 +79,9 @@ def _pieces(o, depth):
 
 
 def _invalid(why):
-    # A frame that is not valid OCPP: the security event InvalidMessages (whitepaper §8).
+    # A frame that is not valid OCPP: logged, and the security event
+    # InvalidMessages (whitepaper §8) with the same words.
+    log.warn("ocpp", why)
     security.event("InvalidMessages", why)
 
 
@@ -172,8 +173,7 @@ class Rpc:
             bad = self.check(action, reply[2], True)
             if bad:
                 # A malformed answer is treated like an error answer.
-                log.warn("ocpp", "%s answer is not valid OCPP: %s" % (action, bad[1]))
-                _invalid("%s answer: %s %s" % (action, bad[0], bad[1]))
+                _invalid("%s answer is not valid OCPP: %s" % (action, bad[1]))
                 raise CallError(bad[0], bad[1])
             return reply[2]
 
@@ -201,32 +201,26 @@ class Rpc:
         try:
             msg = json.loads(text)
         except ValueError:
-            log.warn("ocpp", "frame is not valid JSON, ignored")
-            _invalid("frame is not valid JSON")
-            return
+            return _invalid("frame is not valid JSON, ignored")
         except (MemoryError, RuntimeError) as e:
             # Too big or too deeply nested for this heap (e.g. 10000 nested
             # arrays): no id can be read, drop it and keep the session.
             gc.collect()
-            log.warn("ocpp", "frame too complex to parse (%s), ignored" % type(e).__name__)
+            why = "frame too complex to parse (%s), ignored" % type(e).__name__
             if type(e) is MemoryError:
-                security.event("MemoryExhaustion", "no RAM to parse a frame of %d characters" % len(text))
-            else:
-                _invalid("frame nested too deeply to parse")
-            return
+                log.warn("ocpp", why)
+                return security.event("MemoryExhaustion", why)
+            return _invalid(why)
         if not _frame_ok(msg):
             # No usable message id: nothing can be answered (OCPP-J §4.1.3).
-            log.warn("ocpp", "frame is not an OCPP-J message, ignored")
-            _invalid("frame is not an OCPP-J message")
-            return
+            return _invalid("frame is not an OCPP-J message, ignored")
         kind = msg[0]
         if kind == _CALL:
             await self._on_call(msg)
         elif kind == _RESULT or kind == _ERROR:
             self._on_answer(msg)
         else:
-            log.warn("ocpp", "unknown message type %r ignored" % (kind,))
-            _invalid("unknown message type %r" % (kind,))
+            _invalid("unknown message type %r ignored" % (kind,))
 
     def _on_answer(self, msg):
         if msg[1] != self._wait_id:
@@ -236,29 +230,25 @@ class Rpc:
             len(msg) < 4 or type(msg[2]) is not str
         ):
             msg = [_ERROR, msg[1], "FormationViolation", "malformed answer"]
-            _invalid("malformed answer to our CALL")
+            security.event("InvalidMessages", "malformed answer")
         self._reply = msg
         self._replied.set()
 
     async def _on_call(self, msg):
         msg_id = msg[1]
         if len(msg_id) > _MAX_ID:
-            _invalid("CALL with a message id longer than 36 characters")
             return await self.error(msg_id, "ProtocolError", "message id longer than 36 characters")
         if len(msg) != 4 or type(msg[2]) is not str:
-            _invalid("CALL without 4 elements")
             return await self.error(msg_id, "FormationViolation", "a CALL has 4 elements")
         action = msg[2]
         payload = msg[3]
         bad = self.check(action, payload, False)
         if bad and bad[0] == "NotImplemented":
-            _invalid("CALL of an unknown action %s" % action[:40])
             return await self.error(msg_id, "NotImplemented", "unknown action " + action[:40])
         handler = self.handlers.get(action)
         if handler is None:  # an OCPP action this charge point does not offer
             return await self.error(msg_id, "NotSupported", action + " is not supported")
         if bad:
-            _invalid("%s: %s %s" % (action, bad[0], bad[1]))
             return await self.error(msg_id, bad[0], bad[1])
         if self.gate:
             verdict = self.gate(action)
@@ -295,6 +285,8 @@ class Rpc:
 
     async def error(self, msg_id, code, desc):
         log.warn("ocpp", "answering CALL %s with %s: %s" % (msg_id, code, desc))
+        if code != "NotSupported" and code != "InternalError":  # the CALL was not valid OCPP
+            security.event("InvalidMessages", "%s: %s" % (code, desc))
         try:
             await self._send([_ERROR, msg_id, code, desc, {}])
         except Exception as e:

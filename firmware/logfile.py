@@ -3,6 +3,7 @@
 # GetLog (whitepaper N01). log.py writes the files, security.py the security
 # log's in the same way; this module, imported only while an upload runs, reads
 # them back in blocks through the caller's buffer, never a whole file.
+import os
 import log
 import clock
 
@@ -19,20 +20,26 @@ def _cmp(b, i, s):
 class Reader:
     # The lines stamped from start to stop (Unix seconds, both included;
     # None: no bound), log.1 then log.0, as they were when the Reader was made
-    # (its buffer is written out first). src: the module that writes the file
-    # pair (log, or security with name "seclog.%d"): its _dir, _size (bytes in
-    # the file being written), _gen (rotations), _len(name) and flush(). readinto(buf) fills the bytearray buf
+    # (its buffer is written out first). readinto(buf) fills the bytearray buf
     # (64 bytes or more) with whole or partial lines and returns the count, 0
     # at the end: the source of the upload. A line without a stamp continues
     # the entry before it and goes with it. Lines stamped before the clock was
-    # set (a board's RTC starts in 2000) fall before any start.
+    # set (a board's RTC starts in 2000) fall before any start. src: the
+    # module that writes the file pair (log; security with name "seclog.%d"):
+    # its _dir, _size (bytes in the file being written), _gen (rotations) and,
+    # if it buffers, flush().
     def __init__(self, start=None, stop=None, src=log, name="log.%d"):
-        src.flush()
+        if hasattr(src, "flush"):
+            src.flush()
         self.src = src
         self.name = name
         self.a = None if start is None else clock.iso(start).encode()
         self.b = None if stop is None else clock.iso(stop).encode()
-        self.end = (src._size, src._len(name % 1))  # by file: 0 = log.0, 1 = log.1
+        try:
+            n = os.stat(src._dir + name % 1)[6]
+        except Exception:  # missing, or not started
+            n = 0
+        self.end = (src._size, n)  # by file: 0 = log.0, 1 = log.1
         self.g = src._gen
         self.rewind()
 

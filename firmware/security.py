@@ -8,8 +8,9 @@
 #   seclog.0 would pass 8 KB it becomes seclog.1, so the pair never holds
 #   more than 16 KB (about 150 events):
 #     2026-12-01T22:04:05Z CRITICAL StartupOfTheDevice firmware 0.1.0
-#     2026-12-01T22:04:09Z INFO InvalidMessages frame is not valid JSON
-#   GetLog(SecurityLog) uploads it (logfile.Reader with this module as source).
+#     2026-12-01T22:04:09Z INFO InvalidMessages frame is not valid JSON, ignored
+#   GetLog(SecurityLog) uploads it (logfile.Reader with this module as source);
+#   the installer may empty it (cfg.clear_security_log(), secext.clear_log()).
 # - a critical one (the table of section 8) is also queued in flash as a
 #   SecurityEventNotification {type, timestamp, techInfo} in the outbox's
 #   journal (A04.FR.02): it reaches the CSMS after the BootNotification of the
@@ -21,6 +22,7 @@
 # in a minute the rest of that minute is counted, and the count goes into the
 # next one's techInfo (a CSMS flooding us with bad frames must neither wear out
 # the flash nor push the history out of the log). It never raises.
+# It is imported at boot: few functions and names (each costs RAM on a board).
 import os
 import time
 import clock
@@ -35,7 +37,6 @@ except ImportError:  # CPython: the fast tests import clock, whose set() may rai
 # Section 8's critical events, between spaces (a str: no objects in RAM when frozen).
 _CRITICAL = (" FirmwareUpdated SettingSystemTime StartupOfTheDevice ResetOrReboot SecurityLogWasCleared"
              " MemoryExhaustion TamperDetectionActivated ")
-ACTION = "SecurityEventNotification"
 _HALF = const(8192)  # seclog.0 rotates when it would pass this
 _BURST = const(5)  # events of one kind recorded per _WINDOW
 _WINDOW = const(60000)  # ms
@@ -48,27 +49,30 @@ _box = None  # the ocpp.outbox.Outbox for the notifications
 wake = None  # an asyncio.Event set when a notification is queued (the charge point's)
 _size = 0  # bytes in seclog.0
 _gen = 0  # rotations (and clears) so far, so a logfile.Reader finds its files again
-_why = 0  # 1 while writes fail (said once)
-_busy = False
+_st = 0  # 1 while an event is recorded, 2 while writes fail (said once)
 _wait = []  # (kind, info, at, ticks_ms or None) not recorded yet
 _bursts = {}  # kind -> [ticks_ms of its window's start, recorded in it, only counted]
 _unset = {}  # timestamp -> ticks_ms of an event raised before the clock was set (this boot)
 
 
-def critical(kind):
-    return (" %s " % kind) in _CRITICAL
-
-
 def event(kind, info=None, at=None):
+    global _st
     try:
-        k = None
-        if at is None:
-            at = clock.now()
-            if not clock.synced():  # its time may be corrected at delivery (restamp)
-                k = time.ticks_ms()
-        if len(_wait) < _WAIT:
+        if kind is not None and len(_wait) < _WAIT:  # None: only what waits (start())
+            k = None
+            if at is None:
+                at = clock.now()
+                if not clock.synced():  # its time may be corrected at delivery (restamp)
+                    k = time.ticks_ms()
             _wait.append((kind, info, at, k))
-        _drain()
+        if _st & 1 or _dir is None:
+            return
+        _st |= 1
+        try:
+            while _wait:
+                _record(*_wait.pop(0))
+        finally:
+            _st &= 2
     except Exception as e:  # e.g. MemoryError: the caller's work goes on
         log.console_warn("security", "event %s not recorded: %s %s" % (kind, type(e).__name__, e))
 
@@ -79,23 +83,15 @@ def start(root, box=None):
     global _dir, _box, _size
     _dir = root
     _box = box
-    _size = _len("seclog.0")
-    _drain()
-
-
-def _drain():
-    global _busy
-    if _busy or _dir is None:
-        return
-    _busy = True
     try:
-        while _wait:
-            _record(*_wait.pop(0))
-    finally:
-        _busy = False
+        _size = os.stat(root + "seclog.0")[6]
+    except OSError:
+        _size = 0
+    event(None)
 
 
 def _record(kind, info, at, k):
+    global _size, _gen, _st
     now = time.ticks_ms()
     b = _bursts.get(kind)
     if b is None or not 0 <= time.ticks_diff(now, b[0]) < _WINDOW:
@@ -108,17 +104,34 @@ def _record(kind, info, at, k):
     b[1] += 1
     if info:
         info = str(info).replace("\n", " ")[:_INFO]
-    crit = critical(kind)
+    crit = (" %s " % kind) in _CRITICAL
     stamp = clock.iso(at)
     log.info("security", "%s%s%s" % (kind, " (critical)" if crit else "", ": " + info if info else ""))
-    _write(("%s %s %s%s\n" % (stamp, "CRITICAL" if crit else "INFO", kind, " " + info if info else "")).encode())
+    line = ("%s %s %s%s\n" % (stamp, "CRITICAL" if crit else "INFO", kind, " " + info if info else "")).encode()
+    try:
+        if _size and _size + len(line) > _HALF:
+            try:
+                os.remove(_dir + "seclog.1")
+            except OSError:
+                pass
+            os.rename(_dir + "seclog.0", _dir + "seclog.1")
+            _size = 0
+            _gen += 1
+        with open(_dir + "seclog.0", "ab") as f:
+            f.write(line)
+        _size += len(line)
+        _st &= 1
+    except Exception as e:  # OSError (flash full or failing), MemoryError
+        if not _st & 2:
+            _st |= 2
+            log.warn("security", "cannot write the security log: %s %s" % (type(e).__name__, e))
     if crit and _box is not None:
         p = {"type": kind[:50], "timestamp": stamp}
         if info:
             p["techInfo"] = info
         if k is not None and len(_unset) < 16:
             _unset[stamp] = k
-        _box.put(ACTION, p, _KEPT)
+        _box.put("SecurityEventNotification", p, _KEPT)
         if wake:
             wake.set()
 
@@ -132,51 +145,3 @@ def restamp(p):
         ago = time.ticks_diff(time.ticks_ms(), k)
         if ago >= 0:
             p["timestamp"] = clock.iso(clock.now() - ago // 1000)
-
-
-def _write(line):
-    global _size, _gen, _why
-    try:
-        if _size and _size + len(line) > _HALF:
-            _rm("seclog.1")
-            os.rename(_dir + "seclog.0", _dir + "seclog.1")
-            _size = 0
-            _gen += 1
-        with open(_dir + "seclog.0", "ab") as f:
-            f.write(line)
-        _size += len(line)
-        _why = 0
-    except Exception as e:  # OSError (flash full or failing), MemoryError
-        _size = _len("seclog.0")
-        if not _why:
-            _why = 1
-            log.warn("security", "cannot write the security log: %s %s" % (type(e).__name__, e))
-
-
-def clear():
-    # Empties the security log; its first line then says so (section 8).
-    global _size, _gen
-    _rm("seclog.1")
-    _rm("seclog.0")
-    _size = 0
-    _gen += 2
-    event("SecurityLogWasCleared")
-
-
-# ---- the source interface of logfile.Reader (as log.py offers it) ----
-def flush():
-    pass  # every line is written at once
-
-
-def _rm(name):
-    try:
-        os.remove(_dir + name)
-    except OSError:
-        pass
-
-
-def _len(name):
-    try:
-        return os.stat(_dir + name)[6]
-    except Exception:  # missing, or not started
-        return 0

@@ -248,6 +248,24 @@ def test_an_installed_update_is_firmware_updated_after_the_new_version_boots(csm
     assert csms.violations == []
 
 
+def test_the_installer_clears_the_security_log_and_the_csms_hears_of_it(csms, firmware_factory):
+    fw = firmware_factory(csms)
+    scenario.boot(fw, csms)
+    csms.wait_for(lambda: events(csms), 10, "StartupOfTheDevice")
+    fw.stop()
+    out = run_mp("-c", "import cfg\ncfg.open(%r)\ncfg.clear_security_log()\ncfg.clear_security_log('yes')"
+                 % str(fw.data_dir))
+    assert "To go ahead" in out and "Security log emptied" in out, out
+    assert [k for _, _, k, _ in security_log(fw.data_dir)] == ["SecurityLogWasCleared"]
+    fw.start()
+    csms.wait_for(lambda: len(events(csms)) >= 3, 20, "the events after the clear")
+    time.sleep(0.5)
+    assert [e["type"] for e in events(csms)] == ["StartupOfTheDevice", "SecurityLogWasCleared", "StartupOfTheDevice"]
+    fw.stop()
+    assert [k for _, _, k, _ in security_log(fw.data_dir)] == ["SecurityLogWasCleared", "StartupOfTheDevice"]
+    assert csms.violations == []
+
+
 def test_a_csms_without_the_security_extension_is_not_asked_again(firmware_factory):
     # NotImplemented: given up at once, the station goes on; another CALLERROR: resent
     # like a transaction message (TransactionMessageRetryInterval x attempts).
@@ -379,7 +397,7 @@ out(drain(Outbox(root)))
 def test_security_log_lines_bursts_early_events_rotation_and_clear(tmp_path):
     res, text = drive(tmp_path, """
 security.event("StartupOfTheDevice", "before the flash")  # waits in RAM
-out(security._len("seclog.0"))
+out(security._size)
 q = Outbox(root)
 security.start(root + "/", q)
 security.event("InvalidMessages", "line one\\nline two " + "y" * 300)
@@ -394,11 +412,12 @@ out(drain(q))
 for i in range(400):
     security._bursts.clear()
     security.event("TamperDetectionActivated", "t%d" % i)
-n = security._len("seclog.0") + security._len("seclog.1")
+n = os.stat(root + "/seclog.0")[6] + os.stat(root + "/seclog.1")[6]
 lines = read().splitlines()
 out([n, lines[-1], len(lines)])
 out(len(drain(q)))
-security.clear()
+from ocpp.v16 import secext
+secext.clear_log()
 out(read().splitlines())
 out(drain(q))
 """)

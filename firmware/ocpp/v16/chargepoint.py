@@ -352,7 +352,7 @@ class ChargePoint:
                     self.outbox.pop(e)
                     continue
                 e.payload["transactionId"] = tx_id
-            elif e.action == security.ACTION:
+            elif e.action == "SecurityEventNotification":
                 security.restamp(e.payload)
             try:
                 answer = await self.rpc.call(e.action, e.payload, self.config.get("MessageTimeout"))

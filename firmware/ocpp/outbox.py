@@ -43,7 +43,6 @@ _KEPT_MAX = const(50)  # KEPT messages in flash (each at most ~400 B: a Security
 # An emptied journal is rewritten once it holds this much: not after every
 # answered message (a file rewrite each time), and a short replay at boot.
 _COMPACT_EMPTY = const(8192)
-_KINDS = {"StartTransaction": _START, "StopTransaction": _STOP}
 
 
 class Entry:
@@ -94,7 +93,7 @@ class Outbox:
                 self.volatile.pop(0)
             self.volatile.append([seq, action, payload])
             return True
-        kind = _EVENT if local == KEPT else _KINDS.get(action, _SAMPLE if periodic else _METER)
+        kind = _kind(action, local, periodic)
         if kind == _EVENT:
             self._bound()
         off, size = self._append(["P", seq, action, local, payload])
@@ -161,7 +160,7 @@ class Outbox:
 
     def has(self, action, local):
         # Is a message of this transaction still queued? (Start or Stop)
-        kind = _KINDS[action]
+        kind = _START if action == "StartTransaction" else _STOP
         for i in range(len(self._seqs)):
             if self._locals[i] == local and self._kinds[i] == kind:
                 return True
@@ -292,7 +291,7 @@ class Outbox:
                 self._seqs.append(seq)
                 self._offs.append(o)
                 self._sizes.append(size)
-                self._kinds.append(_kind(action, local, payload))
+                self._kinds.append(_kind(action, local, action == "MeterValues" and _periodic(payload)))
                 self._locals.append(local)
         if torn:
             log.warn("outbox", "the transaction queue ended in a torn write (power cut); earlier messages kept")
@@ -337,14 +336,17 @@ class Outbox:
         self._offs = offs
         self._sizes = sizes
         self._locals = [rec[3] for rec in entries]
-        self._kinds = bytearray(_kind(r[2], r[3], r[4]) for r in entries)
+        self._kinds = bytearray(_kind(r[2], r[3], r[2] == "MeterValues" and _periodic(r[4])) for r in entries)
         self._head = self._fresh = None
 
 
-def _kind(action, local, payload):
+def _kind(action, local, periodic):
+    # (no dict of action names: each one costs RAM at boot)
     if local == KEPT:
         return _EVENT
-    return _KINDS.get(action, _SAMPLE if action == "MeterValues" and _periodic(payload) else _METER)
+    if action == "StartTransaction":
+        return _START
+    return _STOP if action == "StopTransaction" else _SAMPLE if periodic else _METER
 
 
 def _periodic(payload):

@@ -11,7 +11,6 @@ import os
 import binascii
 from micropython import const
 import log
-import security
 
 _CALL = const(2)
 _RESULT = const(3)
@@ -78,11 +77,14 @@ def _pieces(o, depth):
         yield json.dumps(o)
 
 
-def _invalid(why):
-    # A frame that is not valid OCPP: logged, and the security event
-    # InvalidMessages (whitepaper §8) with the same words.
-    log.warn("ocpp", why)
-    security.event("InvalidMessages", why)
+def _event(why, kind="InvalidMessages", warn=True):
+    # A security event (whitepaper §8: InvalidMessages for a frame that is not
+    # valid OCPP, MemoryExhaustion) with the words of the log line. security is
+    # imported here, not at the top: a module global more costs RAM at boot.
+    if warn:
+        log.warn("ocpp", why)
+    import security
+    security.event(kind, why)
 
 
 def _frame_ok(msg):
@@ -173,7 +175,7 @@ class Rpc:
             bad = self.check(action, reply[2], True)
             if bad:
                 # A malformed answer is treated like an error answer.
-                _invalid("%s answer is not valid OCPP: %s" % (action, bad[1]))
+                _event("%s answer is not valid OCPP: %s" % (action, bad[1]))
                 raise CallError(bad[0], bad[1])
             return reply[2]
 
@@ -201,26 +203,23 @@ class Rpc:
         try:
             msg = json.loads(text)
         except ValueError:
-            return _invalid("frame is not valid JSON, ignored")
+            return _event("frame is not valid JSON, ignored")
         except (MemoryError, RuntimeError) as e:
             # Too big or too deeply nested for this heap (e.g. 10000 nested
             # arrays): no id can be read, drop it and keep the session.
             gc.collect()
             why = "frame too complex to parse (%s), ignored" % type(e).__name__
-            if type(e) is MemoryError:
-                log.warn("ocpp", why)
-                return security.event("MemoryExhaustion", why)
-            return _invalid(why)
+            return _event(why, "MemoryExhaustion" if type(e) is MemoryError else "InvalidMessages")
         if not _frame_ok(msg):
             # No usable message id: nothing can be answered (OCPP-J §4.1.3).
-            return _invalid("frame is not an OCPP-J message, ignored")
+            return _event("frame is not an OCPP-J message, ignored")
         kind = msg[0]
         if kind == _CALL:
             await self._on_call(msg)
         elif kind == _RESULT or kind == _ERROR:
             self._on_answer(msg)
         else:
-            _invalid("unknown message type %r ignored" % (kind,))
+            _event("unknown message type %r ignored" % (kind,))
 
     def _on_answer(self, msg):
         if msg[1] != self._wait_id:
@@ -230,7 +229,7 @@ class Rpc:
             len(msg) < 4 or type(msg[2]) is not str
         ):
             msg = [_ERROR, msg[1], "FormationViolation", "malformed answer"]
-            security.event("InvalidMessages", "malformed answer")
+            _event("malformed answer to a CALL of ours", warn=False)
         self._reply = msg
         self._replied.set()
 
@@ -278,7 +277,7 @@ class Rpc:
         except MemoryError as e:  # the answer does not fit the heap: say so
             gc.collect()
             log.exc("ocpp", "could not send answer", e)
-            security.event("MemoryExhaustion", "no RAM to send an answer")
+            _event("no RAM to send an answer", "MemoryExhaustion", False)
             await self.error(msg_id, "InternalError", "answer too large for memory")
         except Exception as e:  # link gone: the CSMS will time out
             log.exc("ocpp", "could not send answer", e)
@@ -286,7 +285,7 @@ class Rpc:
     async def error(self, msg_id, code, desc):
         log.warn("ocpp", "answering CALL %s with %s: %s" % (msg_id, code, desc))
         if code != "NotSupported" and code != "InternalError":  # the CALL was not valid OCPP
-            security.event("InvalidMessages", "%s: %s" % (code, desc))
+            _event("%s: %s" % (code, desc), warn=False)
         try:
             await self._send([_ERROR, msg_id, code, desc, {}])
         except Exception as e:

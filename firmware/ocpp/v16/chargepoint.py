@@ -8,7 +8,7 @@ import slots
 import security
 from ocpp import check
 from ocpp.rpc import Rpc, CallError, CallTimeout, NotConnected
-from ocpp.outbox import Outbox, KEPT
+from ocpp.outbox import Outbox
 from ocpp.v16 import handlers
 from station import split_phase
 
@@ -26,7 +26,6 @@ _UNITS = {
 }
 _PHASES = ("L1", "L2", "L3")
 _VOLT_PHASES = ("L1-N", "L2-N", "L3-N")
-_UNKNOWN = ("NotImplemented", "NotSupported")  # CALLERRORs of a CSMS that does not know the action
 
 
 def _why(e):
@@ -357,7 +356,8 @@ class ChargePoint:
             try:
                 answer = await self.rpc.call(e.action, e.payload, self.config.get("MessageTimeout"))
             except CallError as err:
-                self._failed(e, "%s %s" % (err.code, err.desc), err.code in _UNKNOWN)
+                # NotImplemented, NotSupported: a CSMS that does not know the action
+                self._failed(e, "%s %s" % (err.code, err.desc), err.code in ("NotImplemented", "NotSupported"))
                 continue
             except CallTimeout:
                 self._failed(e, "no answer within MessageTimeout")
@@ -390,7 +390,7 @@ class ChargePoint:
         e.attempts += 1
         what = "%s of transaction %d" % (e.action, e.local) if e.local else e.action
         if e.local is None or e.attempts >= self.config.get("TransactionMessageAttempts") or (
-                unknown and e.local == KEPT):
+                unknown and e.local == 0):  # outbox.KEPT
             log.warn("outbox", "%s dropped after %d attempt%s, the CSMS did not process it: %s%s" % (
                 what, e.attempts, "" if e.attempts == 1 else "s", why,
                 "; its later messages go too" if e.action == "StartTransaction" else ""))

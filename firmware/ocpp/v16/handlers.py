@@ -5,7 +5,6 @@
 # the section numbers are those of the OCPP 1.6 specification.
 import clock
 import log
-import security
 
 VENDOR_ID = "mpocpp"  # our vendorId for DataTransfer
 # UpdateFirmware and GetDiagnostics without retries / retryInterval: 3 attempts, 60 s apart
@@ -36,6 +35,7 @@ def table(cp):
         status = config.set(p["key"], p["value"])
         log.info("config", "CSMS set %s: %s" % (p["key"], status))
         if key and config.get(key) != old:
+            import security  # (here: one module global less at boot)
             security.event("ReconfigurationOfSecurityParameters", "%s changed by the CSMS%s" % (
                 key, " to %d" % config.get(key) if key[0] == "S" else ""))
         return {"status": status}

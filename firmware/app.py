@@ -30,7 +30,7 @@ def parse_args(argv):
         a = argv[i]
         if a == "--frames":
             opts["frames"] = True
-        elif a in _OPTIONS and _OPTIONS.index(a) % 2 == 0 and i + 1 < len(argv):  # (pairs in a tuple: no dict in RAM)
+        elif a in _OPTIONS and _OPTIONS.index(a) % 2 == 0 and i + 1 < len(argv):  # (a tuple: no dict in RAM)
             opts[_OPTIONS[_OPTIONS.index(a) + 1]] = argv[i + 1]
             i += 1
         else:

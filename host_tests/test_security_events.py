@@ -428,7 +428,8 @@ out(drain(q))
     assert first[1:3] == ["INFO", "InvalidMessages"] and first[3].startswith("line one line two yyy")
     assert len(first[3]) == 255
     assert [ln.split(" ", 3)[3] for ln in lines[2:6]] == ["n0", "n1", "n2", "n3"]  # 5 a minute
-    assert lines[6].endswith(" INFO InvalidMessages 2 more in the minute before, not recorded one by one; after the burst")
+    assert lines[6].endswith(" INFO InvalidMessages 2 more in the minute before, not recorded one by one; "
+                             "after the burst")
     assert lines[7].endswith(" INFO SomeVendorEvent") and len(lines) == 8
     assert res[2] == ["StartupOfTheDevice"]  # only the critical one is queued
     n, last, count = res[3]

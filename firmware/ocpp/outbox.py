@@ -214,7 +214,7 @@ class Outbox:
             victim = self._thinnable()
             if victim < 0:
                 log.warn("outbox", "transaction queue over its flash budget, nothing left to thin out")
-                security.event("MemoryExhaustion", "the transaction queue is over its flash budget (%d B)" % self.budget)
+                security.event("MemoryExhaustion", "transaction queue over its flash budget (%d B)" % self.budget)
                 return
             log.warn("outbox", "transaction queue full: an older periodic meter value dropped")
             self._drop(victim)

@@ -233,6 +233,8 @@ class ChargePoint:
             await self.rpc.serve(ws)
         except Exception as e:
             log.exc("ocpp", "connection failed", e)
+            if "memory" in str(e):  # lib/ws.py closed it (1009) for want of heap: whitepaper §8
+                security.event("MemoryExhaustion", str(e))
         finally:
             self.online = False
             talker.cancel()

@@ -105,11 +105,12 @@ def get_log(cp, p):
     name = "%s-%s-%s.log" % (maintenance._safe(job.name), "security" if security else "diagnostics", stamp)
     start = p["log"].get("oldestTimestamp")
     stop = p["log"].get("latestTimestamp")
+    start, stop = start and clock.parse(start), stop and clock.parse(stop)
     status = "AcceptedCanceled" if job.running() else "Accepted"
     log.info(_TAG, "GetLog %d (%s): %s, %s" % (p["requestId"], p["logType"], status, name))
     return {"status": status, "filename": name}, lambda: job.begin(
         security, loc, p["requestId"], p.get("retries", handlers._RETRIES),
-        p.get("retryInterval", handlers._RETRY_INTERVAL), start and clock.parse(start), stop and clock.parse(stop), name)
+        p.get("retryInterval", handlers._RETRY_INTERVAL), start, stop, name)
 
 
 def _there(security):

@@ -95,6 +95,7 @@ async def run(opts):
     log.start(store.root, config)  # the flash log, from here on
     outbox = Outbox(root, config.get("TransactionQueueBytes"))
     security.start(store.root, outbox)  # the security log and its notifications, from here on
+    config.listen(security.reconfigured)
     boot_events(store)
     for key in ("CsmsUrl", "ChargePointId"):
         if key in opts:

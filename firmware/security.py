@@ -141,6 +141,13 @@ def _record(kind, info, at, k):
     log.info("security", "%s%s%s" % (kind, " (critical)" if crit else "", ": " + info if info else ""))
 
 
+def reconfigured(key, v):
+    # A configuration listener (app.py): a new SecurityProfile or
+    # AuthorizationKey, from the CSMS, the console or the station's own rules.
+    if key == "SecurityProfile" or key == "AuthorizationKey":
+        event("ReconfigurationOfSecurityParameters", "%s set%s" % (key, " to %d" % v if key[0] == "S" else ""))
+
+
 def restamp(p):
     # A SecurityEventNotification about to go: an event raised before the
     # clock was set (a board without a battery-backed clock boots in 2000)

@@ -185,6 +185,11 @@ def test_every_event_is_in_the_security_log_and_only_critical_ones_are_sent(firm
         # security parameters changed by the CSMS (the key is never logged: test_getlog.py)
         assert csms.run_call("CP001", call.ChangeConfiguration(
             key="AuthorizationKey", value="0123456789abcdefXYZ")).status == "Accepted"
+        # with a key the next connection is profile 1: SecurityProfile changes with it
+        conns = csms.connections
+        csms.drop("CP001")
+        fw.wait_line(r"security: ReconfigurationOfSecurityParameters: SecurityProfile set to 1", 20)
+        csms.wait_for(lambda: csms.connections > conns and "CP001" in csms.handlers, 20, "the reconnect")
         # the CSMS moves the clock an hour ahead in a Heartbeat answer, then back
         ahead = datetime.fromtimestamp(time.time() + 3600, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         csms.errors["Heartbeat"] = ({"currentTime": ahead}, 1)
@@ -204,8 +209,8 @@ def test_every_event_is_in_the_security_log_and_only_critical_ones_are_sent(firm
                   ("INFO", "ReconfigurationOfSecurityParameters"), ("CRITICAL", "SettingSystemTime")]:
         assert entry in kinds, (entry, kinds)
     assert kinds.count(("INFO", "InvalidMessages")) == 2, kinds
-    info = {k: i for _, _, k, i in log}
-    assert info["ReconfigurationOfSecurityParameters"] == "AuthorizationKey changed by the CSMS"
+    assert [i for _, _, k, i in log if k == "ReconfigurationOfSecurityParameters"] == [
+        "AuthorizationKey set", "SecurityProfile set to 1"]
     assert "0123456789abcdefXYZ" not in json.dumps(log)
     # only the critical ones went to the CSMS, each as its log line says
     assert [e["type"] for e in sent] == ["StartupOfTheDevice", "SettingSystemTime", "SettingSystemTime"], sent

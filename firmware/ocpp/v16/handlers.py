@@ -28,17 +28,8 @@ def table(cp):
 
     def change_configuration(p):
         # §5.3: NotSupported, Rejected, RebootRequired or Accepted (config.set).
-        # A new SecurityProfile or AuthorizationKey is a security event (whitepaper §8).
-        key = p["key"].lower()  # (a CiString: any case)
-        key = "SecurityProfile" if key == "securityprofile" else "AuthorizationKey" if key == "authorizationkey" \
-            else None
-        old = key and config.get(key)
         status = config.set(p["key"], p["value"])
         log.info("config", "CSMS set %s: %s" % (p["key"], status))
-        if key and config.get(key) != old:
-            import security  # (here: one module global less at boot)
-            security.event("ReconfigurationOfSecurityParameters", "%s changed by the CSMS%s" % (
-                key, " to %d" % config.get(key) if key[0] == "S" else ""))
         return {"status": status}
 
     def get_configuration(p):

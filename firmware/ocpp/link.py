@@ -18,6 +18,7 @@ import random
 import time
 from micropython import const
 import log
+import security
 import ws as wslib
 
 _FIRST_WAIT = const(2)  # seconds
@@ -55,11 +56,7 @@ def url_for(config):
 
 
 def event(kind, info=None):
-    # A security event (whitepaper §8) through the events piece's module.
-    try:
-        import security
-    except ImportError:  # TODO(events): remove once firmware/security.py is on main
-        return
+    # A security event (whitepaper §8): the security log, and the CSMS for a critical one.
     security.event(kind, info)
 
 

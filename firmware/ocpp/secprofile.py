@@ -3,7 +3,6 @@
 # the CSMS may ask for, what a change sets off, and the fallback of a raised
 # profile that does not connect. Imported only when one of these happens.
 import log
-from ocpp.link import event
 
 # A05.FR.08: failed connections in a row at a newly raised profile before the
 # station goes back to the previous profile (and CsmsUrl).
@@ -78,18 +77,15 @@ def refusal(ln, v):
 
 
 def changed(ln, key, v):
+    # (ReconfigurationOfSecurityParameters: security.reconfigured, a listener of app.py's)
     if key == "SecurityProfile":
         if not ln._own:  # a raise: on trial until a connection works (A05.FR.08)
             ln.trial = {"from": ln._p, "to": v, "url": ln.base or ln.config.get("CsmsUrl"), "fails": 0}
             ln.save()
         ln._p = v
-        event("ReconfigurationOfSecurityParameters", "SecurityProfile %d%s" % (
-            v, " (fallback: the raised profile did not connect)" if ln._own else ""))
         ln.renew()
-    else:  # AuthorizationKey: A01.FR.11, and never its value (A01.FR.12)
-        event("ReconfigurationOfSecurityParameters", "AuthorizationKey changed")
-        if ln.profile() in (1, 2):
-            ln.renew()
+    elif ln.profile() in (1, 2):  # a new AuthorizationKey (A01)
+        ln.renew()
 
 
 def failed(ln, p):
@@ -108,7 +104,7 @@ def failed(ln, p):
     ln.trial = None
     ln._own = True
     try:
-        config.set("SecurityProfile", t["from"], False)  # ReconfigurationOfSecurityParameters: changed()
+        config.set("SecurityProfile", t["from"], False)  # (ReconfigurationOfSecurityParameters too)
         if t["url"] != config.get("CsmsUrl"):
             config.set("CsmsUrl", t["url"], False)
     finally:

@@ -182,6 +182,15 @@ def table(cp):
         log.info("ocpp", "CSMS asks for %s: %s" % (p["requestedMessage"], status))
         return ({"status": status}, after) if after else {"status": status}
 
+    # ---- Security whitepaper: the code lives in secext.py, imported on first use ----
+    def get_log(p):
+        from ocpp.v16 import secext
+        return secext.get_log(cp, p)
+
+    def extended_trigger_message(p):
+        from ocpp.v16 import secext
+        return secext.extended_trigger(cp, p)
+
     return {
         "DataTransfer": data_transfer,
         "ChangeConfiguration": change_configuration,
@@ -206,6 +215,8 @@ def table(cp):
         "InstallCertificate": lambda p: _certops("install", cp, p),
         "GetInstalledCertificateIds": lambda p: _certops("ids", cp, p),
         "DeleteCertificate": lambda p: _certops("delete", cp, p),
+        "GetLog": get_log,
+        "ExtendedTriggerMessage": extended_trigger_message,
     }
 
 

@@ -12,6 +12,7 @@ from ocpp.v16 import call
 import testpki
 from conftest import run_mp, server_tls
 from test_csms_errors import board_with
+from test_security_events import security_log
 from test_security_profile import KEY, basic, change, get, port_of, reconnected, restart_with, site  # noqa: F401
 
 CS = "CentralSystemRootCertificate"
@@ -71,6 +72,10 @@ def test_install_list_and_delete(csms, firmware_factory, pki):
     assert delete(csms, upper) == "Accepted"  # not in use: the link is ws://; hex in any case
     assert ids(csms, CS) == ("NotFound", None)
     assert delete(csms, cert_id(pki, "ca")) == "NotFound"
+    fw.stop()
+    changes = [i for _, _, k, i in security_log(fw.data_dir) if k == "ReconfigurationOfSecurityParameters"]
+    assert changes[0] == "CentralSystemRootCertificate installed" and len(changes) == 4, changes  # ca, rsaca, 2 deletes
+    assert changes[2].startswith("certificate ") and changes[2].endswith(" deleted")
     assert csms.violations == []
 
 

@@ -19,6 +19,7 @@ from conftest import ROOT, run_mp, server_tls
 from dev_csms import DevCSMS
 from test_csms_errors import board_with
 from test_flashlog import flash_files
+from test_security_events import security_log
 
 KEY = "0123456789abcdef0123"
 KEY2 = "Another key: 16+ chars, any printable"[:32]  # used as it is set: no hex decoding
@@ -209,6 +210,8 @@ def test_401_is_retried_with_backoff_until_the_key_matches(csms, firmware_factor
     csms.passwords = {"CP001": KEY}
     fw.wait_line(r"accepted this charge point", 30)
     assert [w for _, _, w in csms.refused] == ["wrong Basic auth credentials"] * 3
+    fw.stop()
+    assert [k for _, _, k, _ in security_log(fw.data_dir)].count("FailedToAuthenticateAtCentralSystem") == 3
     assert csms.violations == []
 
 
@@ -234,6 +237,13 @@ def test_a_raised_profile_that_never_connects_falls_back(site, firmware_factory,
     fw.stop()
     fw.start()
     assert reconnected(csms, 3, 15) and get(csms, "SecurityProfile") == "1"
+    fw.stop()
+    log = [(k, i) for _, _, k, i in security_log(fw.data_dir)]
+    assert log.count(("InvalidCentralSystemCertificate", None)) == 0
+    assert [i for k, i in log if k == "ReconfigurationOfSecurityParameters"] == [
+        "SecurityProfile set to 1",  # derived at the first start
+        "SecurityProfile set to 2", "SecurityProfile set to 1"]  # the raise, then the fallback
+    assert len([k for k, _ in log if k == "InvalidCentralSystemCertificate"]) == FALLBACK_AFTER
     assert csms.violations == []
 
 
@@ -313,5 +323,8 @@ def test_profile_2_verifies_the_server(pki, firmware_factory, tmp_path, cert, ca
             line = fw.wait_line(r"cannot connect", 20)
             assert "TLS handshake failed: " + why in line, line
             assert csms.connections == 0
+            fw.stop()  # A00.FR.309/413, A00.FR.315: in the security log
+            kind = "InvalidTLSVersion" if cert == "tls1.1" else "InvalidCentralSystemCertificate"
+            assert [k for _, _, k, i in security_log(fw.data_dir) if k == kind and why in i], kind
     finally:
         csms.stop_thread()

@@ -11,11 +11,13 @@ _CS = "CentralSystemRootCertificate"
 
 def install(cp, p):
     # M05: Accepted / Rejected (garbage, not a CA, store full) / Failed (flash)
+    s = cp.link.certs()
+    n = s.count()
     try:
-        status = cp.link.certs().install(p["certificateType"], p["certificate"])
+        status = s.install(p["certificateType"], p["certificate"])
     finally:
         _unload()
-    if status == "Accepted":
+    if s.count() > n:  # not for one installed already
         link.event("ReconfigurationOfSecurityParameters", "%s installed" % p["certificateType"])
     return {"status": status}
 

@@ -293,3 +293,23 @@ def test_a_full_flash_fails_the_install_and_leaves_nothing_behind(tmp_path, pki)
     out = run_mp(script)
     assert eval([ln for ln in out.splitlines() if ln.startswith("= ")][-1][2:]) == ["Failed", 0, []], out
     assert "cannot store the CentralSystemRootCertificate" in out
+
+
+def test_https_transfers_trust_the_stores_roots(csms, firmware_factory, pki):
+    # GetDiagnostics to https://: verified with the CentralSystemRootCertificates, as the link is
+    from test_transfer import HTTPFixture
+    web = HTTPFixture(server_tls(pki))
+    try:
+        fw = firmware_factory(csms)
+        fw.start()
+        fw.wait_line(r"accepted this charge point")
+        url = web.url("/up/", "https", "localhost")
+        statuses = lambda: [p["status"] for _, _, p in csms.calls("DiagnosticsStatusNotification")]  # noqa: E731
+        csms.run_call("CP001", call.GetDiagnostics(location=url, retries=0))
+        csms.wait_for(lambda: "UploadFailed" in statuses(), 20, "UploadFailed without a root")
+        assert install(csms, CS, pki.pem("ca")) == "Accepted"
+        csms.run_call("CP001", call.GetDiagnostics(location=url, retries=0))
+        csms.wait_for(lambda: "Uploaded" in statuses(), 20, "Uploaded with the root installed")
+        assert web.received and csms.violations == []
+    finally:
+        web.stop()

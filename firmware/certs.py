@@ -128,6 +128,17 @@ class Store:
             parts = ()  # damaged: as if there were none
         return (parts[1:], parts[0]) if len(parts) > 1 else None
 
+    def context(self, client=False):
+        # A verifying TLS client context with every CentralSystemRootCertificate
+        # (made anew for each connection: a root installed now counts from the
+        # next one) and, for security profile 3, the client certificate. mbedTLS
+        # sends the leaf only: the CSMS must know an intermediate CA itself.
+        import ws
+        c = self.client() if client else None
+        if client and c is None:
+            raise ws.WSError("SecurityProfile 3 but no client certificate is installed")
+        return ws.tls_context(self.each(CS), c[0][0], c[1]) if c else ws.tls_context(self.each(CS))
+
     def pending_key(self):
         b = self.read(_PENDING)
         if not b or len(b) != 97:

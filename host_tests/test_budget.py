@@ -38,7 +38,9 @@ FROZEN_RUNS = 2
 # rounded up to 224K; issue #12's log in flash (a 512 B buffer, and a file opened to write it out: 1.2 KB
 # here, every 512 B of frames with frame logging on) took it to 240K. The budget that counts is the 32-bit
 # frozen one above (README, Performance).
-HEAP_BUDGET = "240K"
+# Issue #13's profiles piece (the Link class with the security profile, the certificate
+# handlers' table entries) moved the boundary from 236-240K to 240-244K: 248K.
+HEAP_BUDGET = "248K"
 # 120 KB until issue #12, whose transfer clients, boot stage, update and diagnostics code (all
 # but the boot stage imported only when used) take it past; two application slots and the
 # built-in copy must fit a board's file system (an RP2040 Pico W has 848 KB of it).

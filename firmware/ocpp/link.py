@@ -11,8 +11,8 @@
 # SecurityProfile is stored with the configuration and is what counts; the
 # CSMS can only raise it (A05.FR.01-04), the installer sets any value locally
 # (cfg.set with the firmware stopped: lowering is not done over OCPP, A00.FR.005).
-# Those rules, the first start and the fallback are in secprofile.py, loaded
-# only when a security key changes or a raised profile is on trial.
+# Those rules and the fallback are in secprofile.py, loaded only when a
+# security key changes or a raised profile is on trial.
 import asyncio
 import random
 import time
@@ -27,7 +27,6 @@ _STABLE_MS = const(60000)  # a link up this long resets the backoff
 # TCP connect + TLS + WebSocket handshake. Not ConnectionTimeOut: in OCPP 1.6
 # that key is how long a plugged-in vehicle may wait for authorization.
 _CONNECT_TIMEOUT = const(30)  # seconds
-_CS = "CentralSystemRootCertificate"
 
 
 _SAFE = "-._~*+=@"  # kept as they are in the path segment (RFC 3986 unreserved, and pchar
@@ -53,11 +52,6 @@ def url_for(config):
     q = url.find("?")
     base, query = (url, "") if q < 0 else (url[:q], url[q:])
     return base.rstrip("/") + "/" + path_segment(config.get("ChargePointId")) + query
-
-
-def event(kind, info=None):
-    # A security event (whitepaper §8): the security log, and the CSMS for a critical one.
-    security.event(kind, info)
 
 
 def _rules(fn, *args):
@@ -86,14 +80,13 @@ class Link:
         self.base = None  # the CsmsUrl it was made with
         self._now = False  # reconnect at once: new credentials or profile
         self._own = False  # the link itself changes SecurityProfile / CsmsUrl (fallback)
+        self._p = None  # the profile before a change
         sec = store.load("secprofile")
-        if not isinstance(sec, dict):
-            sec = _rules("first_start", self)
-        self.trial = sec.get("trial")  # {"from", "to", "url", "fails"} while a raise is unproven
-        self._p = config.get("SecurityProfile")
-        if self.trial and self.trial.get("to") != self._p:  # changed locally meanwhile
-            self.trial = None
-            self.save()
+        # a trial: {"from", "to", "url", "fails"} while a raised profile has not connected yet
+        self.trial = sec.get("trial") if type(sec) is dict else None
+        if type(sec) is not dict or self.trial and self.trial.get("to") != self.profile():
+            _rules("start", self, sec)  # the first start, or a profile changed at the console
+        self._p = self.profile()
         config.check(self._check)
         config.listen(self._changed)
 
@@ -108,13 +101,9 @@ class Link:
             self._certs = Store(self.store.root, self.config.get("CertificateStoreMaxLength"))
         return self._certs
 
-    def save(self, sec=None):
-        if sec is None:
-            sec = {"trial": self.trial} if self.trial else {}
-        try:
-            self.store.save("secprofile", sec)
-        except OSError:
-            pass  # logged by the store; the trial state then lives in RAM only
+    def roots_context(self):
+        # For the https:// transfers (cp.tls): the same roots as the link.
+        return self.certs().context()
 
     # ---- ChangeConfiguration of the security keys (secprofile.py) -----------
     def _check(self, key, v):
@@ -125,34 +114,6 @@ class Link:
     def _changed(self, key, v):
         if key in ("SecurityProfile", "AuthorizationKey"):
             _rules("changed", self, key, v)
-
-    def renew(self):
-        # A05.FR.06, A01: close the connection (once the ChangeConfiguration
-        # answer is out: it holds the WebSocket's send lock until then) and
-        # reconnect at once with the new settings.
-        self._now = True
-        if self.ws:
-            asyncio.create_task(self._close(self.ws))
-
-    async def _close(self, conn):
-        log.info("link", "reconnecting with the new security settings")
-        await conn.close()
-
-    # ---- TLS --------------------------------------------------------------
-    def roots_context(self):
-        # A verifying TLS context with every CentralSystemRootCertificate,
-        # made anew for each connection: a root installed now counts from the
-        # next one. Also for the https:// transfers (cp.tls).
-        return wslib.tls_context(self.certs().each(_CS))
-
-    def context(self, profile):
-        if profile < 3:
-            return self.roots_context()
-        c = self.certs().client()
-        if c is None:
-            raise wslib.WSError("SecurityProfile 3 but no client certificate is installed")
-        # mbedTLS takes the leaf only: the CSMS must know any intermediate CA
-        return wslib.tls_context(self.certs().each(_CS), c[0][0], c[1])
 
     # ---- the supervisor ---------------------------------------------------------
     async def supervise(self):
@@ -167,7 +128,7 @@ class Link:
                 if p >= 2 and not url.startswith("wss:"):
                     raise wslib.WSError("SecurityProfile %d needs a wss:// CsmsUrl" % p)
                 log.info("link", "connecting to %s (security profile %d)" % (url, p))
-                ctx = self.context(p) if url.startswith("wss:") else None
+                ctx = self.certs().context(p == 3) if url.startswith("wss:") else None
                 key = self.config.get("AuthorizationKey")
                 auth = (self.config.get("ChargePointId"), key) if key and p in (1, 2) else None
                 conn = await wslib.connect(url, ("ocpp1.6",), auth, ctx, timeout=_CONNECT_TIMEOUT)
@@ -176,9 +137,7 @@ class Link:
             if conn:
                 log.info("link", "connected")
                 if self.trial:  # A05.FR.08: from now on no fallback
-                    log.info("link", "security profile %d works: kept" % p)
-                    self.trial = None
-                    self.save()
+                    _rules("kept", self, p)
                 self.ws, self.tls, self.base = conn, ctx is not None, base
                 up = time.ticks_ms()
                 try:
@@ -201,10 +160,10 @@ class Link:
     def _failed(self, p, why):
         log.warn("link", "cannot connect: %s" % why)
         if "HTTP 401" in why:
-            event("FailedToAuthenticateAtCentralSystem", why[:200])
+            security.event("FailedToAuthenticateAtCentralSystem", why[:200])
         elif "BAD_PROTOCOL_VERSION" in why:  # A00.FR.315: the server offers no TLS 1.2 or newer
-            event("InvalidTLSVersion", why[:200])
+            security.event("InvalidTLSVersion", why[:200])
         elif "TLS handshake failed" in why and "certificate" in why or "no CA certificate" in why:
-            event("InvalidCentralSystemCertificate", why[:200])  # A00.FR.309/413 (mbedTLS's words)
+            security.event("InvalidCentralSystemCertificate", why[:200])  # A00.FR.309/413 (mbedTLS's words)
         if self.trial:
             _rules("failed", self, p)

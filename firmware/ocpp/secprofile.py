@@ -1,8 +1,10 @@
 # The security profile's rules (OCPP 1.6 security whitepaper §2, A05), for
-# ocpp/link.py: the profile of a data directory's first start, which raises
-# the CSMS may ask for, what a change sets off, and the fallback of a raised
-# profile that does not connect. Imported only when one of these happens.
+# ocpp/link.py: which raises the CSMS may ask for, what a change sets off,
+# and the fallback of a raised profile that does not connect. Imported only
+# when one of these happens.
+import asyncio
 import log
+
 
 # A05.FR.08: failed connections in a row at a newly raised profile before the
 # station goes back to the previous profile (and CsmsUrl).
@@ -27,17 +29,45 @@ def derive_profile(config, root):
     return 2 if wss else 1
 
 
-def first_start(ln):
-    # No "secprofile" file yet: a new data directory, or one from before the
-    # profiles. A SecurityProfile stored (by cfg.set) is kept; else it is
-    # derived from the configuration. -> the new "secprofile" record.
-    config = ln.config
-    if "SecurityProfile" not in (ln.store.load("config") or {}):
-        p = derive_profile(config, ln.store.root)
-        config.set("SecurityProfile", p, False)
+def start(ln, sec):
+    # At boot. No "secprofile" record (sec not a dict): a new data directory,
+    # or one from before the profiles: a SecurityProfile the installer stored
+    # (cfg.set) is kept, else it is derived from the configuration. Or a
+    # trial whose raised profile was changed at the console meanwhile: void.
+    if type(sec) is not dict and "SecurityProfile" not in (ln.store.load("config") or {}):
+        p = derive_profile(ln.config, ln.store.root)
+        ln.config.set("SecurityProfile", p, False)
         log.info("link", "SecurityProfile %d, from the configuration (first start with security profiles)" % p)
-    ln.save({})
-    return {}
+    ln.trial = None
+    save(ln)
+
+
+def save(ln):
+    try:
+        ln.store.save("secprofile", {"trial": ln.trial} if ln.trial else {})
+    except OSError:
+        pass  # logged by the store; the trial state then lives in RAM only
+
+
+def kept(ln, p):
+    # A05.FR.08: the raised profile connected: from now on no fallback.
+    log.info("link", "security profile %d works: kept" % p)
+    ln.trial = None
+    save(ln)
+
+
+def renew(ln):
+    # A05.FR.06, A01: close the connection (once the ChangeConfiguration
+    # answer is out: it holds the WebSocket's send lock until then) and
+    # reconnect at once with the new settings.
+    ln._now = True
+    if ln.ws:
+        asyncio.create_task(_close(ln.ws))
+
+
+async def _close(conn):
+    log.info("link", "reconnecting with the new security settings")
+    await conn.close()
 
 
 def check(ln, key, v):
@@ -81,11 +111,11 @@ def changed(ln, key, v):
     if key == "SecurityProfile":
         if not ln._own:  # a raise: on trial until a connection works (A05.FR.08)
             ln.trial = {"from": ln._p, "to": v, "url": ln.base or ln.config.get("CsmsUrl"), "fails": 0}
-            ln.save()
+            save(ln)
         ln._p = v
-        ln.renew()
+        renew(ln)
     elif ln.profile() in (1, 2):  # a new AuthorizationKey (A01)
-        ln.renew()
+        renew(ln)
 
 
 def failed(ln, p):
@@ -96,7 +126,7 @@ def failed(ln, p):
         return
     t["fails"] += 1
     if t["fails"] < FALLBACK_AFTER:
-        ln.save()
+        save(ln)
         return
     config = ln.config
     log.warn("link", "no connection at security profile %d in %d attempts: back to profile %d%s" % (
@@ -109,5 +139,5 @@ def failed(ln, p):
             config.set("CsmsUrl", t["url"], False)
     finally:
         ln._own = False
-    ln.save()
+    save(ln)
     ln._now = True

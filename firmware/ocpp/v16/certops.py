@@ -4,7 +4,7 @@
 # loads is let go again once the operation is over.
 import log
 from certs import unload as _unload
-from ocpp import link
+import security
 
 _CS = "CentralSystemRootCertificate"
 
@@ -18,7 +18,7 @@ def install(cp, p):
     finally:
         _unload()
     if s.count() > n:  # not for one installed already
-        link.event("ReconfigurationOfSecurityParameters", "%s installed" % p["certificateType"])
+        security.event("ReconfigurationOfSecurityParameters", "%s installed" % p["certificateType"])
     return {"status": status}
 
 
@@ -66,7 +66,7 @@ def _named(certs):
 def _deleted(cp, h, name):
     status = cp.link.certs().delete(h, name)
     if status == "Accepted":
-        link.event("ReconfigurationOfSecurityParameters", "certificate %s deleted" % name[3:-4])
+        security.event("ReconfigurationOfSecurityParameters", "certificate %s deleted" % name[3:-4])
     return {"status": status}
 
 

@@ -27,6 +27,8 @@ test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q host_tests
 
 # Charge point simulator against any CSMS; commands on standard input.
+# CA=<file> (PEM bundle or DER): the CentralSystemRootCertificate(s) put in the store on the
+# first start of DATA (then the store is what counts); the CSMS URL's scheme is kept.
 SIMFLAGS := $(if $(CA),--ca $(CA)) $(if $(FRAMES),--frames)
 sim: $(BIN)/.installed
 	mkdir -p $(DATA)

@@ -69,15 +69,28 @@ def build_connectors(board, ctx):
     return connectors, meters
 
 
-def tls_loader(cafile):
-    # Builds the TLS context for wss:// from the CA file (PEM or DER).
-    def make():
-        import ws
-        with open(cafile, "rb") as f:
-            raw = f.read()
-        cas = ws.pem_to_der(raw.decode()) if raw.startswith(b"-----") else [raw]
-        return ws.tls_context(cas)
-    return make if cafile else None
+def seed_roots(store, cafile):
+    # --ca FILE (make sim CA=): on the first start with it, its certificates
+    # (a PEM bundle or DER) become CentralSystemRootCertificates of the store;
+    # from then on the store is what counts, managed like any other root.
+    try:
+        if store.read("seeded") is not None:
+            n = None
+        else:
+            import certstore
+            with open(cafile, "rb") as f:
+                raw = f.read()
+            n = certstore.seed(store, raw)
+    except (OSError, ValueError) as e:
+        log.error("boot", "--ca %s: cannot install it: %s" % (cafile, e))
+        n = -1
+    import certs
+    certs.unload()  # certstore: for this once
+    if n is None:
+        log.info("boot", "--ca %s ignored: the certificate store was seeded before, it is managed with "
+                 "InstallCertificate / DeleteCertificate now" % cafile)
+    elif n >= 0:
+        log.info("boot", "--ca %s: %d CentralSystemRootCertificate(s) installed" % (cafile, n))
 
 
 async def run(opts):
@@ -116,10 +129,12 @@ async def run(opts):
     if safe:  # reported to the CSMS as a warning on connector 0
         connectors[0].warning = "InternalError"
         connectors[0].info = ("safe mode: " + ",".join(safe))[:50]
-    link.guard_security_profile(config)
     cp = ChargePoint(station, config, boot_fields, root, outbox)
     cp.on_reset = restart
-    cp.tls = tls_loader(opts.get("ca"))
+    cp.link = link.Link(cp, config, store)
+    if opts.get("ca"):
+        seed_roots(cp.link.certs(), opts["ca"])
+    cp.tls = cp.link.roots_context  # the https:// transfers trust the same roots
     gc.collect()
 
     if board.get("network"):
@@ -134,7 +149,7 @@ async def run(opts):
     if any(c.pilot and c.pilot.senses for c in connectors):  # a control pilot to watch
         guard("pilot", station.watch_pilots)
     guard("sampler", cp.sample_meters)
-    guard("link", lambda: link.supervise(cp, config, cp.tls))
+    guard("link", cp.link.supervise)
     if store.load("fwupdate"):  # an UpdateFirmware from before the restart, still to do
         cp.maintenance(True).resume()
     if reader:

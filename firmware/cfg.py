@@ -153,7 +153,7 @@ def _expects(name, t, limits):
         if name == "ChargePointId":
             return "at most %s plain ASCII characters, without ':' or '/'" % limits
         if name == "AuthorizationKey":
-            return "16 to %s characters, without spaces" % limits
+            return "16 to %s printable ASCII characters, used exactly as given" % limits
         return "text of at most %s plain ASCII characters" % limits
     if limits == "measurand":
         what = "measurands, e.g. Energy.Active.Import.Register,Power.Active.Import,Voltage.L1"
@@ -178,6 +178,8 @@ def _set(key, value):
     finally:
         log.level = lvl
     if status in ("Accepted", "RebootRequired"):
+        if name == "SecurityProfile":  # set by the installer: kept as it is (no derivation, no trial)
+            _store.save("secprofile", {})
         line = "%s = %s: %s" % (name, _shown(name, flags, c.get(name)), status)
         if status == "RebootRequired":
             line += ", takes effect after a restart (cfg.restart())"
@@ -248,6 +250,87 @@ def key(authorization_key):
         print("(used with SecurityProfile 1 or 2; SecurityProfile is %s)" % _cfg().get("SecurityProfile"))
 
 
+def _certs():
+    from certs import Store as Certs
+
+    return Certs(_store.root, _cfg().get("CertificateStoreMaxLength"))
+
+
+def _file(path):
+    with io.open(path, "rb") as f:
+        return f.read()
+
+
+@_safe("profile")
+def profile(n):
+    # The security profile (0-3), set locally: lowering it is done this way,
+    # never over OCPP (whitepaper A00.FR.005).
+    _set("SecurityProfile", str(n))
+
+
+@_safe("cpo")
+def cpo(name):
+    # CpoName: the organization (O) of the client certificate requests.
+    _set("CpoName", name)
+
+
+@_safe("ca")
+def ca(path):
+    # Installs the CA certificate(s) of a file on the flash (PEM, one or more,
+    # or DER) as CentralSystemRootCertificate: what the station trusts for
+    # wss:// (profiles 2 and 3) and https:// downloads.
+    _cfg()
+    import certs
+    import certstore
+
+    raw = _file(path)
+    ders = [d for label, d in certstore.pem_blocks(raw) if label == "CERTIFICATE"] if raw[:5] == b"-----" \
+        else [bytes(x) for x in certs.tlvs(raw)]
+    if not ders:
+        raise _Stop("no certificate in %s" % path)
+    store = _certs()
+    for der in ders:
+        print("CentralSystemRootCertificate: %s" % store.install(certs.CS, der))
+
+
+@_safe("client_cert")
+def client_cert(cert_path, key_path):
+    # The client certificate (PEM or DER, leaf first) and its private key (PEM
+    # or DER, unencrypted) for security profile 3. The key stays in the flash
+    # store: no command shows it again.
+    _cfg()
+    import certstore
+
+    certstore.provision_client(_certs(), _file(cert_path), _file(key_path))
+    print("client certificate stored (used with SecurityProfile 3; SecurityProfile is %s)" %
+          _cfg().get("SecurityProfile"))
+
+
+@_safe("certs")
+def certs():
+    # The installed certificates: kind, file and, where the X.509 parser is
+    # installed, the subject and the end of validity.
+    import certs as _c
+
+    store = _certs()
+    n = 0
+    for kind in (_c.CS, _c.MF):
+        for name in store.names(_c.PREFIX[kind]):
+            n += 1
+            line = "%s %s" % (kind, name[3:-4])
+            try:
+                import x509
+                import clock
+
+                c = x509.Cert(store.read(name))
+                line += " CN=%s until %s" % (c.cn, clock.iso(c.not_after))
+            except Exception:
+                pass
+            print(line)
+    print("%d of CertificateStoreMaxLength %d; client certificate: %s" % (
+        n, store.limit, "installed" if store.has_client() else "none"))
+
+
 @_safe("reset_defaults")
 def reset_defaults(confirm=None):
     _cfg()
@@ -312,6 +395,12 @@ def help():
                                   the CSMS URL and this charge point's id
   cfg.wifi("ssid", "password")    the Wi-Fi network (ESP32, Pico W)
   cfg.key("AuthorizationKey")     the password for security profiles 1 and 2
+  cfg.ca("ca.pem")                install the CSMS root certificate(s) of a file
+  cfg.client_cert("cp.pem", "cp.key")
+                                  the client certificate and key for profile 3
+  cfg.cpo("Example CPO")          CpoName, the O of certificate requests
+  cfg.profile(2)                  the SecurityProfile (0-3; lowering only here)
+  cfg.certs()                     the installed certificates
   cfg.reset_defaults()            erase the stored settings (asks to confirm)
   cfg.clear_security_log()        empty the security log (asks to confirm)
   cfg.restart()                   restart the board to apply RebootRequired settings

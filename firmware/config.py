@@ -1,7 +1,6 @@
 # Configuration keys: OCPP 1.6 chapter 9 (Core, Local Auth List Management,
 # Reservation, Smart Charging; the MessageTimeout and StopTransactionMaxMeterValues keys from
-# the errata sheet v4), AuthorizationKey
-# and SecurityProfile from the security whitepaper, and our own station
+# the errata sheet v4), the security whitepaper's (§7), and our own station
 # settings. Only the values that differ from the defaults are stored, in the
 # "config" file of a storage.Store.
 #
@@ -73,8 +72,12 @@ _T = (
     "ChargingScheduleMaxPeriods iR 1-100 24\n"
     "ConnectorSwitch3to1PhaseSupported bR - false\n"
     "MaxChargingProfilesInstalled iR 1-100 16\n"
-    # Security whitepaper
+    # Security whitepaper (§7): the profile and its Basic auth password
+    # (ocpp/link.py), the certificate store (certs.py), the O of our CSRs
+    "AdditionalRootCertificateCheck bR - false\n"
     "AuthorizationKey sW 40\n"
+    "CertificateStoreMaxLength iR 1-100 10\n"
+    "CpoName s 64\n"
     "SecurityProfile i 0-3 0\n"
     # Station settings (vendor keys)
     "CsmsUrl s! 256\n"
@@ -352,8 +355,12 @@ class Config:
                 return None
             if n == "CsmsUrl" or n == "ChargePointId":
                 ok = problem(n, v) is None
-            elif n == "AuthorizationKey":  # whitepaper 7.2: at least 16 bytes
-                ok = len(v) >= 16 and _printable(v, " ")
+            elif n == "AuthorizationKey":
+                # whitepaper §7.2: at least 16 bytes; used exactly as set (no hex
+                # decoding, as the OCPP 2.0.1 errata say for BasicAuthPassword),
+                # printable ASCII (space included: RFC 7617 allows it; no ':' rule
+                # for the password, only the user id must not hold one)
+                ok = len(v) >= 16 and _printable(v, "")
             else:
                 ok = _printable(v, "")
             return v if ok else None

@@ -140,10 +140,11 @@ def firmware_factory(tmp_path):
         assert not fw.crashed(), "firmware printed a traceback:\n" + "\n".join(fw.lines[-60:])
 
 
-# ---- certificates (openssl CLI): a test CA, a server for localhost, a client ----
+# ---- certificates ------------------------------------------------------------------
 
 def make_cert(d, name, subject, *ext, ca=None):
-    """d/name.pem and d/name.key: an EC P-256 certificate, self-signed or signed by d/ca.pem."""
+    """d/name.pem and d/name.key with the openssl CLI (the bench tools): an EC P-256
+    certificate, self-signed or signed by d/ca.pem. The tests use the `pki` fixture."""
     cmd = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
            "-days", "2", "-keyout", d / (name + ".key"), "-out", d / (name + ".pem"), "-subj", subject]
     if ca:
@@ -155,20 +156,24 @@ def make_cert(d, name, subject, *ext, ca=None):
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory):
-    d = tmp_path_factory.mktemp("pki")
-    ca_ext = ("basicConstraints=critical,CA:TRUE", "keyUsage=critical,keyCertSign,cRLSign")
-    make_cert(d, "ca", "/CN=Test CSMS CA", *ca_ext)
-    make_cert(d, "ca2", "/CN=Some Other CA", *ca_ext)
-    make_cert(d, "server", "/CN=localhost", "basicConstraints=CA:FALSE",
-              "subjectAltName=DNS:localhost,IP:127.0.0.1", ca="ca")
-    make_cert(d, "otherhost", "/CN=otherhost", "basicConstraints=CA:FALSE", "subjectAltName=DNS:otherhost", ca="ca")
-    make_cert(d, "client", "/CN=CP001", "basicConstraints=CA:FALSE", "extendedKeyUsage=clientAuth", ca="ca")
-    (d / "bundle.pem").write_text((d / "ca2.pem").read_text() + (d / "ca.pem").read_text())
-    return d
+    """The test PKI (host_tests/testpki.py, made with `cryptography`): ca.pem/.key, ca2, server
+    (localhost + IP 127.0.0.1), otherhost, ipsan, server2 (signed by ca2), client (CN=CP001),
+    rsaca, expiredca, bundle.pem; a Path-like object (pki / "ca.pem"), with .certs and .keys."""
+    import testpki
+    return testpki.make(tmp_path_factory.mktemp("pki"))
 
 
-def server_tls(pki, name="server", client_ca=None):
+def server_tls(pki, name="server", client_ca=None, max_version=None):
+    """A TLS server context with pki/<name>.pem; client_ca: require a client certificate
+    from that CA file; max_version: e.g. ssl.TLSVersion.TLSv1_1 (an outdated server)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    if max_version:
+        import warnings
+        with warnings.catch_warnings():  # "TLSv1 is deprecated": that is the point
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1
+            ctx.maximum_version = max_version
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")  # OpenSSL 3 allows TLS 1.0/1.1 only so
     ctx.load_cert_chain(pki / (name + ".pem"), pki / (name + ".key"))
     if client_ca:
         ctx.verify_mode = ssl.CERT_REQUIRED

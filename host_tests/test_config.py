@@ -95,6 +95,9 @@ SPEC = {
     "MaxChargingProfilesInstalled": (int, True),
     "AuthorizationKey": (str, False),
     "SecurityProfile": (int, False),
+    "AdditionalRootCertificateCheck": (bool, True),
+    "CertificateStoreMaxLength": (int, True),
+    "CpoName": (str, False),
 }
 STATION = {
     "CsmsUrl": (str, False),

@@ -25,9 +25,18 @@ A fair judge for fault-injection tests, as a real CSMS with a database is:
   with a CALLERROR of that code instead of its CALLRESULT (recorded in `errored`), as a
   CSMS that fails to process a message does (OCPP-J 1.6 §4.2.3); a dict instead of a
   code is sent as the CALLRESULT payload as it is (an invalid answer).
+
+Security (OCPP 1.6 security whitepaper §2): `serve(ssl=...)` / `start_in_thread(ssl=...)` serve
+wss:// (a server context that requires client certificates makes it profile 3);
+`add_listener(ssl=None)` opens another port on the same CSMS (one per profile, A00.FR.006);
+`passwords = {cp id: key}` makes it check HTTP Basic auth: a charge point in it that presents
+neither that password nor a TLS client certificate gets HTTP 401 (recorded in `refused`).
+Every upgrade records its Authorization header (`auth`), the client certificate's subject
+CN (`client_cns`, None without one) and the listening port (`ports`).
 """
 import argparse
 import asyncio
+import base64
 import collections
 import itertools
 import json
@@ -49,6 +58,14 @@ from ocpp.v16 import call_result
 SCHEMAS = Path(ocpp.v16.__file__).parent / "schemas"
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
 log = logging.getLogger("csms")
+
+
+def _client_cn(conn):
+    # The subject CN of the TLS client certificate of a connection, None without one.
+    cert = conn.transport.get_extra_info("peercert") if conn.transport else None
+    if not cert:
+        return None
+    return dict(x[0] for x in cert.get("subject", ())).get("commonName", "")
 
 
 def now_iso():
@@ -243,13 +260,17 @@ class DevCSMS:
     """A CSMS with a scriptable boot answer, an idTag list and a full frame record."""
 
     def __init__(self, boot_replies=(), heartbeat_interval=300, tags=None, accept_unknown_tags=True,
-                 response_timeout=10, reject_auth=False):
+                 response_timeout=10, reject_auth=False, passwords=None):
         self.boot_replies = list(boot_replies)  # [(status, interval)], then Accepted
         self.heartbeat_interval = heartbeat_interval
         self.tags = tags if tags is not None else {}
         self.accept_unknown_tags = accept_unknown_tags
         self.response_timeout = response_timeout
         self.reject_auth = reject_auth  # answer the WebSocket upgrade with 401
+        self.passwords = passwords  # {cp id: AuthorizationKey}: Basic auth checked (see the docstring)
+        self.refused = []  # (time, cp id, why) of every upgrade answered with 401
+        self.client_cns = []  # the TLS client certificate's subject CN of every upgrade (None: none)
+        self.ports = []  # the listening port of every upgrade
         self.frames = []  # (time, direction, cp id, message list)
         self.violations = []  # schema problems in frames the charge point sent
         self.status = {}
@@ -276,6 +297,7 @@ class DevCSMS:
         self.errored = []  # (time, cp, action, code) of the CALLERRORs sent
         self.restarts = 0
         self._listen = None  # (host, port, ssl) of the last start_in_thread
+        self.listeners = []  # [(server, host, port, ssl)] opened by add_listener
 
     # ---- behaviour ------------------------------------------------------
     def next_boot_reply(self):
@@ -349,6 +371,16 @@ class DevCSMS:
     async def _process_request(self, conn, request):
         if self.reject_auth:
             return conn.respond(401, "Unauthorized\n")
+        if self.passwords is not None:
+            cp_id = unquote(urlsplit(request.path).path.rstrip("/").split("/")[-1])
+            want = self.passwords.get(cp_id)
+            if want is not None and not _client_cn(conn):
+                got = request.headers.get("Authorization")
+                if got != "Basic " + base64.b64encode(("%s:%s" % (cp_id, want)).encode()).decode():
+                    why = "no Basic auth" if got is None else "wrong Basic auth credentials"
+                    self.refused.append((time.time(), cp_id, why))
+                    log.info("refusing %s: %s", cp_id, why)
+                    return conn.respond(401, "Unauthorized\n")
         return None
 
     async def _handler(self, conn):
@@ -356,6 +388,8 @@ class DevCSMS:
         cp_id = unquote(urlsplit(conn.request.path).path.rstrip("/").split("/")[-1])
         self.paths.append(conn.request.path)
         self.auth.append(conn.request.headers.get("Authorization"))
+        self.client_cns.append(_client_cn(conn))
+        self.ports.append(conn.transport.get_extra_info("sockname")[1])
         self.connections += 1
         log.info("charge point %s connected", cp_id)
         handler = ChargePointHandler(cp_id, Recorder(conn, self, cp_id), self)
@@ -375,6 +409,17 @@ class DevCSMS:
         self.port = self.server.sockets[0].getsockname()[1]
         return self.port
 
+    async def _listen_also(self, host, port, ssl):
+        server = await websockets.serve(self._handler, host, port, subprotocols=["ocpp1.6"],
+                                        process_request=self._process_request, ssl=ssl)
+        port = server.sockets[0].getsockname()[1]
+        self.listeners.append((server, host, port, ssl))
+        return port
+
+    def add_listener(self, ssl=None, host="127.0.0.1", port=0):
+        """Another port of this CSMS (started with start_in_thread), e.g. wss:// beside ws://."""
+        return asyncio.run_coroutine_threadsafe(self._listen_also(host, port, ssl), self.loop).result(10)
+
     async def close(self, abrupt=False):
         # abrupt: like a crash, every connection dropped without a close frame.
         if abrupt:
@@ -382,8 +427,12 @@ class DevCSMS:
                 transport = getattr(h._connection.conn, "transport", None)
                 if transport is not None:
                     transport.abort()
+        for server, _, _, _ in self.listeners:
+            server.close(close_connections=not abrupt)
         self.server.close(close_connections=not abrupt)
         try:
+            for server, _, _, _ in self.listeners:
+                await asyncio.wait_for(server.wait_closed(), 5)
             await asyncio.wait_for(self.server.wait_closed(), 5)
         except asyncio.TimeoutError:  # a peer that does not answer the close (half-open link)
             for h in list(self.handlers.values()):
@@ -425,7 +474,11 @@ class DevCSMS:
         if down_for:
             time.sleep(down_for)
         self.restarts += 1
-        return self.start_in_thread(host, self.port, ssl)
+        extra, self.listeners = self.listeners, []
+        port = self.start_in_thread(host, self.port, ssl)
+        for _, h, p, tls in extra:  # the other ports come back too
+            asyncio.run_coroutine_threadsafe(self._listen_also(h, p, tls), self.loop).result(10)
+        return port
 
     def run_call(self, cp_id, payload, timeout=15):
         """Send a CSMS-initiated CALL (an ocpp.v16.call object) and return its answer."""
@@ -469,13 +522,27 @@ def main():
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=9000)
     ap.add_argument("--heartbeat", type=int, default=300, help="heartbeat interval given at boot (s)")
+    ap.add_argument("--cert", help="serve wss:// with this server certificate (PEM, with --key)")
+    ap.add_argument("--key", help="the server certificate's private key (PEM)")
+    ap.add_argument("--client-ca", help="wss:// only: require a client certificate from this CA (profile 3)")
+    ap.add_argument("--password", action="append", default=[], metavar="CP=KEY",
+                    help="check HTTP Basic auth of charge point CP (profiles 1 and 2); repeatable")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    csms = DevCSMS(heartbeat_interval=args.heartbeat)
+    passwords = dict(p.split("=", 1) for p in args.password) if args.password else None
+    csms = DevCSMS(heartbeat_interval=args.heartbeat, passwords=passwords)
+    tls = None
+    if args.cert:
+        import ssl
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(args.cert, args.key)
+        if args.client_ca:
+            tls.verify_mode = ssl.CERT_REQUIRED
+            tls.load_verify_locations(args.client_ca)
 
     async def run():
-        port = await csms.serve(args.host, args.port)
-        log.info("dev CSMS listening on ws://%s:%d/<charge point id>", args.host, port)
+        port = await csms.serve(args.host, args.port, tls)
+        log.info("dev CSMS listening on %s://%s:%d/<charge point id>", "wss" if tls else "ws", args.host, port)
         await asyncio.Future()
 
     asyncio.run(run())

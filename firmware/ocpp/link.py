@@ -1,5 +1,18 @@
 # The connection supervisor: keeps one WebSocket to the CSMS up, reconnecting
-# after any loss with exponential backoff and jitter (OCPP-J 1.6 §3.2 errata).
+# after any loss with exponential backoff and jitter (OCPP-J 1.6 §3.2 errata),
+# with the security profile of the OCPP 1.6 security whitepaper (§2, A05):
+#   0  no authentication: the CsmsUrl as it is (ws://, or wss:// verified
+#      against the installed roots: what a 1.6 station without the extension does)
+#   1  HTTP Basic auth (user = ChargePointId, password = AuthorizationKey), the
+#      CsmsUrl as it is (a wss:// URL stays TLS)
+#   2  Basic auth over TLS: a wss:// CsmsUrl, the server certificate checked
+#      against the CentralSystemRootCertificates and the host name (IP SANs too)
+#   3  TLS with the client certificate of the certificate store, no Basic auth
+# SecurityProfile is stored with the configuration and is what counts; the
+# CSMS can only raise it (A05.FR.01-04), the installer sets any value locally
+# (cfg.set with the firmware stopped: lowering is not done over OCPP, A00.FR.005).
+# Those rules and the fallback are in secprofile.py, loaded only when a
+# security key changes or a raised profile is on trial.
 import asyncio
 import random
 import time
@@ -41,67 +54,116 @@ def url_for(config):
     return base.rstrip("/") + "/" + path_segment(config.get("ChargePointId")) + query
 
 
-def security_profile(config):
-    # The OCPP security profile (whitepaper §2) a connection with this
-    # configuration has: 1 Basic auth over ws://, 2 Basic auth over wss://
-    # (the server's certificate is always verified), else 0. Profile 3 (a
-    # client certificate) is not built yet.
-    if not config.get("AuthorizationKey"):
-        return 0
-    return 2 if config.get("CsmsUrl").startswith("wss:") else 1
-
-
-def guard_security_profile(config):
-    # SecurityProfile reports the link's profile and accepts no other: until
-    # the profiles and their A05 rules are built, a CSMS may not ask for one
-    # the link does not have.
-    def check(key, v):
-        if key != "SecurityProfile":
-            return True
-        have = security_profile(config)
-        if v != have:
-            log.warn("link", "SecurityProfile %d refused: this connection uses profile %d" % (v, have))
-            return False
-        return True
-    config.check(check)
-    _report_profile(config)
-
-
-def _report_profile(config):
-    p = security_profile(config)
-    if config.get("SecurityProfile") != p:
-        config.set("SecurityProfile", p, False)
-
-
-def credentials(config):
-    # Security profiles 1 and 2: HTTP Basic auth with the AuthorizationKey.
-    key = config.get("AuthorizationKey")
-    return (config.get("ChargePointId"), key) if key else None
-
-
-async def supervise(cp, config, tls=None):
-    wait = _FIRST_WAIT
-    while True:
-        url = url_for(config)
-        _report_profile(config)
-        log.info("link", "connecting to %s" % url)
-        ctx = tls() if tls and url.startswith("wss:") else None
+def _rules(fn, *args):
+    # secprofile.fn(*args); the module is let go again (these are rare).
+    import sys
+    import ocpp
+    from ocpp import secprofile
+    try:
+        return getattr(secprofile, fn)(*args)
+    finally:
+        sys.modules.pop("ocpp.secprofile", None)
         try:
-            conn = await wslib.connect(url, ("ocpp1.6",), credentials(config), ctx,
-                                       timeout=_CONNECT_TIMEOUT)
-        except Exception as e:  # WSError, OSError, TLS errors: all mean "try later"
-            log.warn("link", "cannot connect: %s" % (e,))
-            if "HTTP 401" in str(e):  # whitepaper §8: the CSMS refused our credentials
-                security.event("FailedToAuthenticateAtCentralSystem", str(e))
-        else:
-            log.info("link", "connected")
-            up = time.ticks_ms()
-            await cp.session(conn)
-            log.warn("link", "connection to the CSMS lost")
-            if time.ticks_diff(time.ticks_ms(), up) > _STABLE_MS:
+            delattr(ocpp, "secprofile")
+        except AttributeError:
+            pass
+
+
+class Link:
+    def __init__(self, cp, config, store):
+        self.cp = cp
+        self.config = config
+        self.store = store  # storage.Store: the "secprofile" file (first-start mark, trial of a raise)
+        self._certs = None
+        self.ws = None  # the live connection
+        self.tls = False  # whether it runs over TLS
+        self.base = None  # the CsmsUrl it was made with
+        self._now = False  # reconnect at once: new credentials or profile
+        self._own = False  # the link itself changes SecurityProfile / CsmsUrl (fallback)
+        self._p = None  # the profile before a change
+        sec = store.load("secprofile")
+        # a trial: {"from", "to", "url", "fails"} while a raised profile has not connected yet
+        self.trial = sec.get("trial") if type(sec) is dict else None
+        if type(sec) is not dict or self.trial and self.trial.get("to") != self.profile():
+            _rules("start", self, sec)  # the first start, or a profile changed at the console
+        self._p = self.profile()
+        config.check(self._check)
+        config.listen(self._changed)
+
+    def profile(self):
+        return self.config.get("SecurityProfile")
+
+    def certs(self):
+        # The certificate store (certs.py), loaded when first needed: a ws://
+        # station never does, a wss:// one at its first connection.
+        if self._certs is None:
+            from certs import Store
+            self._certs = Store(self.store.root, self.config.get("CertificateStoreMaxLength"))
+        return self._certs
+
+    def roots_context(self):
+        # For the https:// transfers (cp.tls): the same roots as the link.
+        return self.certs().context()
+
+    # ---- ChangeConfiguration of the security keys (secprofile.py) -----------
+    def _check(self, key, v):
+        if self._own or key not in ("SecurityProfile", "CsmsUrl"):
+            return True
+        return _rules("check", self, key, v)
+
+    def _changed(self, key, v):
+        if key in ("SecurityProfile", "AuthorizationKey"):
+            _rules("changed", self, key, v)
+
+    # ---- the supervisor ---------------------------------------------------------
+    async def supervise(self):
+        wait = _FIRST_WAIT
+        while True:
+            p = self.profile()
+            base = self.config.get("CsmsUrl")
+            url = url_for(self.config)
+            self._now = False
+            conn = None
+            try:
+                if p >= 2 and not url.startswith("wss:"):
+                    raise wslib.WSError("SecurityProfile %d needs a wss:// CsmsUrl" % p)
+                log.info("link", "connecting to %s (security profile %d)" % (url, p))
+                ctx = self.certs().context(p == 3) if url.startswith("wss:") else None
+                key = self.config.get("AuthorizationKey")
+                auth = (self.config.get("ChargePointId"), key) if key and p in (1, 2) else None
+                conn = await wslib.connect(url, ("ocpp1.6",), auth, ctx, timeout=_CONNECT_TIMEOUT)
+            except Exception as e:  # WSError, OSError, TLS errors: all mean "try later"
+                self._failed(p, str(e))
+            if conn:
+                log.info("link", "connected")
+                if self.trial:  # A05.FR.08: from now on no fallback
+                    _rules("kept", self, p)
+                self.ws, self.tls, self.base = conn, ctx is not None, base
+                up = time.ticks_ms()
+                try:
+                    await self.cp.session(conn)
+                finally:
+                    self.ws = None
+                log.warn("link", "connection to the CSMS lost")
+                if time.ticks_diff(time.ticks_ms(), up) > _STABLE_MS:
+                    wait = _FIRST_WAIT
+            if self._now:  # new credentials or profile: no backoff
                 wait = _FIRST_WAIT
-        # Jitter spreads the reconnects of many stations after a CSMS outage.
-        delay = wait // 2 + random.getrandbits(16) % (wait // 2 + 1)
-        log.info("link", "reconnecting in %d s" % delay)
-        await asyncio.sleep(delay)
-        wait = min(wait * 2, _MAX_WAIT)
+                await asyncio.sleep_ms(500)
+                continue
+            # Jitter spreads the reconnects of many stations after a CSMS outage.
+            delay = wait // 2 + random.getrandbits(16) % (wait // 2 + 1)
+            log.info("link", "reconnecting in %d s" % delay)
+            await asyncio.sleep(delay)
+            wait = min(wait * 2, _MAX_WAIT)
+
+    def _failed(self, p, why):
+        log.warn("link", "cannot connect: %s" % why)
+        if "HTTP 401" in why:
+            security.event("FailedToAuthenticateAtCentralSystem", why[:200])
+        elif "BAD_PROTOCOL_VERSION" in why:  # A00.FR.315: the server offers no TLS 1.2 or newer
+            security.event("InvalidTLSVersion", why[:200])
+        elif "TLS handshake failed" in why and "certificate" in why or "no CA certificate" in why:
+            security.event("InvalidCentralSystemCertificate", why[:200])  # A00.FR.309/413 (mbedTLS's words)
+        if self.trial:
+            _rules("failed", self, p)

@@ -18,6 +18,13 @@ _ERROR = const(4)
 _MAX_ID = const(36)
 
 
+async def _coro():
+    pass
+
+
+_CORO = type(_coro())  # what an async def handler returns (MicroPython: a generator)
+
+
 class CallError(Exception):
     # The CSMS answered our CALL with a CALLERROR (or with an invalid answer).
     # super(): MicroPython's Exception has no __init__ attribute to call directly.
@@ -95,7 +102,8 @@ def _frame_ok(msg):
 
 
 class Rpc:
-    # handlers: {action: fn(payload) -> response | (response, after)}
+    # handlers: {action: fn(payload) -> response | (response, after), or a
+    #   coroutine giving one of these (DeleteCertificate: it probes the CSMS first)}
     #   response: a dict, or for a large one a generator function yielding its
     #   JSON text in pieces (sent as they come: GetConfiguration of every key).
     #   `after` is a coroutine function run once the response has been sent
@@ -259,6 +267,8 @@ class Rpc:
         after = None
         try:
             answer = handler(payload)
+            if type(answer) is _CORO:  # a handler that must wait for something first
+                answer = await answer
             if type(answer) is tuple:
                 answer, after = answer
         except Exception as e:

@@ -114,6 +114,7 @@ class ChargePoint:
         self._boot_wake = asyncio.Event()  # TriggerMessage(BootNotification) while Pending
         self.on_reset = None  # fn(hard, by=None): restarts the firmware (set by main for the port)
         self.tls = None  # () -> the CSMS link's TLS context, for https:// transfers (set by main)
+        self.link = None  # the ocpp.link.Link that connects it (set by main): profile, certificate store
         self._jobs = [None, None]  # maintenance.DiagnosticsUpload, .FirmwareUpdate once asked for
         station.observer = self
         config.listen(self._config_changed)

@@ -211,9 +211,18 @@ def table(cp):
         "SetChargingProfile": set_charging_profile,
         "ClearChargingProfile": clear_charging_profile,
         "GetCompositeSchedule": get_composite_schedule,
+        # Security extension: certificates (certops.py, imported on first use)
+        "InstallCertificate": lambda p: _certops("install", cp, p),
+        "GetInstalledCertificateIds": lambda p: _certops("ids", cp, p),
+        "DeleteCertificate": lambda p: _certops("delete", cp, p),
         "GetLog": get_log,
         "ExtendedTriggerMessage": extended_trigger_message,
     }
+
+
+def _certops(op, cp, p):
+    from ocpp.v16 import certops
+    return getattr(certops, op)(cp, p)
 
 
 async def _start(fn, *args):

@@ -47,10 +47,9 @@ def signing_key(cp, pem):
         x509.chain([cert], roots, clock.now() if clock.synced() else None)
         key = cert.key
         if key[0] == "rsa":
-            n = "%x" % key[1]
-            if len(n) * 4 < 2048:
-                raise ValueError("an RSA key of %d bits: at least 2048 (A00.FR.502)" % (len(n) * 4))
-            return ["rsa", n, key[2]]
+            if not key[1] >> 2047:
+                raise ValueError("an RSA key of less than 2048 bits (A00.FR.502)")
+            return ["rsa", "%x" % key[1], key[2]]
         if key[0] == "ec":
             import binascii
             return ["ec", binascii.hexlify(key[1]).decode()]

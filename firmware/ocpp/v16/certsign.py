@@ -6,9 +6,11 @@
 #
 # "cpcert" (a storage.Store file) keeps what the renewal needs without
 # parsing certificates: "exp" the client certificate's notAfter (Unix time),
-# "ask" when the station last asked for a new one itself, "due" when to look
-# again; "next"/"at" a certificate that becomes valid later (A02.FR.08), with
-# its notBefore. ocpp/v16/chargepoint.py reads "due" at each connection.
+# "crc" the CRC-32 of its DER (a certificate installed otherwise, e.g. by the
+# installer's console, is noticed), "ask" when the station last asked for a
+# new one itself, "due" when to look again; "next"/"at" a certificate that
+# becomes valid later (A02.FR.08), with its notBefore. ocpp/v16/chargepoint.py
+# reads it at each connection and when "due" comes.
 import asyncio
 import clock
 import log
@@ -24,7 +26,7 @@ _SKEW = const(300)  # s: a certificate valid from within this much is taken at o
 
 def _certs(cp):
     import certs
-    return certs.Store(cp.station.store.root.rstrip("/"))
+    return certs.Store(cp.station.store.root)
 
 
 def _cn(cp):
@@ -115,10 +117,11 @@ def certificate_signed(cp, p):
 
 
 def _install(cp, store, ders, leaf):
+    from binascii import crc32
     store.install_client(ders)
     log.info(_TAG, "new client certificate (serial %x, valid until %s) installed; it is used from the next "
                    "connection" % (leaf.serial, clock.iso(leaf.not_after)))
-    _save(cp, {"exp": leaf.not_after})
+    _save(cp, {"exp": leaf.not_after, "crc": crc32(ders[0])})
 
 
 def _record(cp):
@@ -151,12 +154,16 @@ def check(cp):
     if "next" in rec and now >= rec["at"] - _SKEW:
         _take_next(cp, store, rec)
         rec = _record(cp)
-    if "exp" not in rec:
-        c = store.client()
-        if c is None:
-            return now + _DAY  # no client certificate: nothing to renew
+    c = store.client()
+    if c is None:
+        return min(now + _DAY, rec.get("at") or now + _DAY)  # no client certificate: nothing to renew
+    from binascii import crc32
+    crc = crc32(c[0][0])
+    if rec.get("crc") != crc:  # not the one last seen: its expiry from the certificate itself
         import x509
-        rec["exp"] = x509.Cert(c[0][0]).not_after
+        rec["exp"], rec["crc"] = x509.Cert(c[0][0]).not_after, crc
+        rec.pop("ask", None)
+    c = None
     if now >= rec["exp"] - _RENEW and now >= rec.get("ask", 0) + _AGAIN:
         if cp.config.get("CpoName"):
             log.info(_TAG, "the client certificate expires at %s: asking for a new one (A03)" % clock.iso(rec["exp"]))

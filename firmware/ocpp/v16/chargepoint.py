@@ -461,19 +461,26 @@ class ChargePoint:
 
     def _look_at_client_certificate(self):
         # Whitepaper A03: the client certificate is renewed a month before it
-        # expires. Cheap while nothing is due: one small file, whose "due"
-        # ocpp/v16/certsign.py wrote when it installed the certificate.
+        # expires. Cheap while nothing is due: the "cpcert" file that
+        # ocpp/v16/certsign.py wrote when it installed the certificate (its
+        # expiry as a number, the CRC of its DER), no certificate parsed.
+        import certs
+        from binascii import crc32
         now = clock.now()
         self._cert_due = now + 86400
+        c = certs.Store(self.station.store.root).client()
         rec = self.station.store.load("cpcert")
-        if type(rec) is dict and rec.get("due") and now < rec["due"]:
+        if c is None and rec is None:
+            return
+        if c and type(rec) is dict and rec.get("crc") == crc32(c[0][0]) and now < (rec.get("due") or 0):
             self._cert_due = rec["due"]
-        elif rec is not None or self.config.get("SecurityProfile") == 3:
-            from ocpp.v16 import certsign
-            try:
-                self._cert_due = certsign.check(self)
-            except Exception as e:  # never the meter loop's end
-                log.exc("certs", "cannot look at the client certificate", e)
+            return
+        c = None
+        from ocpp.v16 import certsign
+        try:
+            self._cert_due = certsign.check(self)
+        except Exception as e:  # never the meter loop's end
+            log.exc("certs", "cannot look at the client certificate", e)
 
     def _keep(self, c, tx, measurands, context):
         if tx and c.meter_ok:

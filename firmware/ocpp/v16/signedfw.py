@@ -13,7 +13,7 @@ _RETRY_INTERVAL = 60
 
 def _certs(cp):
     import certs
-    return certs.Store(cp.station.store.root.rstrip("/"))
+    return certs.Store(cp.station.store.root)
 
 
 def allow_plain(cp):

@@ -7,6 +7,7 @@ the current certificate kept); a certificate that expires within a month is rene
 station itself. At the next connection to a profile-3 CSMS (TLS requiring a client
 certificate) the station presents the certificate it was given."""
 import datetime
+import json
 import time
 
 import pytest
@@ -17,6 +18,7 @@ from cryptography.x509.oid import NameOID
 from ocpp.v16 import call
 
 import pki as testca
+from conftest import ROOT
 from test_maintenance import wait
 
 CPO = "Test CPO"
@@ -83,10 +85,12 @@ def test_csr_on_trigger_then_certificate_signed_accepted_or_rejected(csms, firmw
     assert csms.run_call("CP001", call.ChangeConfiguration(key="CpoName", value=CPO)).status == "Accepted"
     assert trigger(csms) == "Accepted"
     csr = next_csr(csms, 1)
-    # RFC 2986, PEM; signed by the new key; CN = the charge point id (no serial number is set), O = CpoName
+    # RFC 2986, PEM; signed by the new key; CN = the BootNotification's chargePointSerialNumber, O = CpoName
     assert csms.csrs[0][1].startswith("-----BEGIN CERTIFICATE REQUEST-----")
     assert csr.is_signature_valid
-    assert csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "CP001"
+    serial = csms.calls("BootNotification")[-1][2]["chargePointSerialNumber"]
+    assert serial == "SIM-CP-0001"  # boards/unix/board.json
+    assert csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == serial
     assert csr.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == CPO
     assert isinstance(csr.public_key(), ec.EllipticCurvePublicKey) and csr.public_key().curve.name == "secp256r1"
     assert isinstance(csr.signature_hash_algorithm, hashes.SHA256)
@@ -94,12 +98,13 @@ def test_csr_on_trigger_then_certificate_signed_accepted_or_rejected(csms, firmw
     # refused: another key, an unknown root, expired; each a security event, nothing changes
     other = testca.new_key()
     unknown = testca.root("Unknown CA")
-    for chain, why in ((issue(csr, ca, public_key=other.public_key()), "another key"),
-                       (issue(csr, unknown), "issuer"),
-                       (issue(csr, ca, days=1, not_before=testca.now() - datetime.timedelta(days=3)), "expired"),
-                       ("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "garbage")):
+    for chain, why in ((issue(csr, ca, public_key=other.public_key()), "certifies another key"),
+                       (issue(csr, unknown), "no trusted issuer"),
+                       (issue(csr, ca, days=1, not_before=testca.now() - datetime.timedelta(days=3)), "has expired"),
+                       ("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "DER")):
         assert signed(csms, chain) == "Rejected", why
-    assert sum("InvalidChargePointCertificate" in line for line in fw.lines) >= 4
+        fw.wait_line(r"CertificateSigned rejected: .*%s.*; the current certificate stays" % why)
+        fw.wait_line(r"security: InvalidChargePointCertificate: .*%s" % why)
     # the good one, with an intermediate CA between it and the root
     sub = testca.Issued(*_intermediate(ca))
     assert signed(csms, issue(csr, sub, chain=(sub,))) == "Accepted"
@@ -120,16 +125,19 @@ def _intermediate(ca):
     return testca.certificate(testca.name("Test Sub CA", "Test"), key, ca, ca=True), key
 
 
-def test_cn_is_the_serial_number_when_set(csms, firmware_factory, pki):
-    fw = firmware_factory(csms)
+def test_cn_is_the_charge_point_id_without_a_serial_number(csms, firmware_factory, tmp_path):
+    board = json.loads((ROOT / "boards" / "unix" / "board.json").read_text())
+    del board["config"]["ChargePointSerialNumber"]
+    (tmp_path / "board").mkdir()
+    (tmp_path / "board" / "board.json").write_text(json.dumps(board))
+    fw = firmware_factory(csms, board=str(tmp_path / "board"))
     fw.start()
     fw.wait_line(r"accepted this charge point")
-    fw.send("set ChargePointSerialNumber SN-4711")
-    fw.wait_line(r"set ChargePointSerialNumber: Accepted")
+    assert "chargePointSerialNumber" not in csms.calls("BootNotification")[-1][2]
     csms.run_call("CP001", call.ChangeConfiguration(key="CpoName", value=CPO))
     assert trigger(csms) == "Accepted"
     csr = next_csr(csms, 1)
-    assert csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "SN-4711"
+    assert csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "CP001"
 
 
 def test_a_certificate_that_expires_within_a_month_is_renewed_by_the_station(csms, firmware_factory, pki):
@@ -149,4 +157,67 @@ def test_a_certificate_that_expires_within_a_month_is_renewed_by_the_station(csm
     fw.wait_line(r"connected", timeout=30)
     time.sleep(3)
     assert len(csms.csrs) == 2
+    assert csms.violations == []
+
+
+
+@pytest.fixture
+def mtls(pki, monkeypatch):
+    """One CSMS, two ports: ws:// and wss:// requiring a client certificate of the test CA (profile 3,
+    the server certificate for localhost). csms.peer_certs: the DER of the client certificate of
+    every upgrade (None without one), as the TLS server received it."""
+    import dev_csms
+    from conftest import server_tls
+    c = dev_csms.DevCSMS()
+    c.peer_certs = []
+    cn = dev_csms._client_cn
+
+    def seen(conn):  # the peer's certificate, taken where the CSMS reads its CN
+        tls = conn.transport.get_extra_info("ssl_object") if conn.transport else None
+        c.peer_certs.append(tls.getpeercert(binary_form=True) if tls else None)
+        return cn(conn)
+    monkeypatch.setattr(dev_csms, "_client_cn", seen)
+    c.start_in_thread()
+    c.ws_url = "ws://127.0.0.1:%d" % c.port
+    c.mtls_url = "wss://localhost:%d" % c.add_listener(ssl=server_tls(pki, client_ca="ca.pem"))
+    yield c
+    c.stop_thread()
+
+
+def der(chain_pem):
+    return x509.load_pem_x509_certificate(chain_pem.encode()).public_bytes(serialization.Encoding.DER)
+
+
+def test_the_signed_certificate_is_presented_at_the_next_profile_3_connection(mtls, firmware_factory, pki):
+    csms, ca = mtls, load_ca(pki)
+    fw = firmware_factory(csms.ws_url, extra=["--ca", str(pki / "ca.pem")])  # the CSMS root, seeded
+    fw.start()
+    fw.wait_line(r"accepted this charge point")
+    csms.run_call("CP001", call.ChangeConfiguration(key="CpoName", value=CPO))
+    assert trigger(csms) == "Accepted"
+    first = issue(next_csr(csms, 1), ca)
+    assert signed(csms, first) == "Accepted"
+    assert csms.connections == 1  # no reconnect for it (A02: used from the next connection)
+    # profile 3 (A05: the client certificate is there now)
+    assert csms.run_call("CP001", call.ChangeConfiguration(key="CsmsUrl", value=csms.mtls_url)).status == \
+        "RebootRequired"
+    assert csms.run_call("CP001", call.ChangeConfiguration(key="SecurityProfile", value="3")).status == "Accepted"
+    csms.wait_for(lambda: csms.connections == 2 and "CP001" in csms.handlers, 15, "the profile 3 connection")
+    assert csms.peer_certs[-1] == der(first) and csms.auth[-1] is None
+    # a new key pair at profile 3; certificates for it that are refused leave the first one in use
+    assert trigger(csms) == "Accepted"
+    csr2 = next_csr(csms, 2)
+    assert signed(csms, issue(csr2, testca.root("Unknown CA"))) == "Rejected"
+    assert signed(csms, issue(csr2, ca, days=1, not_before=testca.now() - datetime.timedelta(days=2))) == "Rejected"
+    csms.drop("CP001")
+    csms.wait_for(lambda: csms.connections == 3 and "CP001" in csms.handlers, 30, "a reconnect")
+    assert csms.peer_certs[-1] == der(first)
+    # the good one: the next connection presents it, for the new key
+    second = issue(csr2, ca)
+    assert signed(csms, second) == "Accepted"
+    csms.drop("CP001")
+    csms.wait_for(lambda: csms.connections == 4 and "CP001" in csms.handlers, 30, "a reconnect")
+    assert csms.peer_certs[-1] == der(second)
+    keys = [x509.load_der_x509_certificate(d).public_key() for d in csms.peer_certs[-3:-1] + csms.peer_certs[-1:]]
+    assert point(keys[0]) == point(keys[1]) != point(keys[2])
     assert csms.violations == []

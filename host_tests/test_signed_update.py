@@ -201,10 +201,13 @@ def test_a_signing_certificate_that_does_not_chain_is_refused_before_any_downloa
     url = web + "/signed.bin"
     # no ManufacturerRootCertificate installed: nothing can be verified
     assert signed_update(csms, url, keys["ec"], pki.sign_file(keys["ec"].key, data), 1) == "InvalidCertificate"
+    fw.wait_line(r"security: InvalidFirmwareSigningCertificate: no ManufacturerRootCertificate is installed")
     install_root(csms, keys)
-    for rid, who in ((2, "other"), (3, "expired"), (4, "short")):
+    for rid, who, why in ((2, "other", "no trusted issuer"), (3, "expired", "has expired"),
+                          (4, "short", "less than 2048 bits")):
         sig = pki.sign_file(keys[who].key, data)
         assert signed_update(csms, url, keys[who], sig, rid) == "InvalidCertificate", who
+        fw.wait_line(r"security: InvalidFirmwareSigningCertificate: .*" + why)
     garbage = {"location": url, "retrieveDateTime": scenario.iso(0), "signature": "AAAA",
                "signingCertificate": "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n"
                                      "-----END CERTIFICATE-----\n"}
@@ -213,7 +216,7 @@ def test_a_signing_certificate_that_does_not_chain_is_refused_before_any_downloa
     time.sleep(2)
     assert Files.gets == []  # nothing downloaded
     assert signed(csms) == []
-    assert fw.lines and sum("InvalidFirmwareSigningCertificate" in line for line in fw.lines) >= 5
+    fw.wait_line(r"security: InvalidFirmwareSigningCertificate: ")
     # a location the station cannot fetch: Rejected (the certificate is good)
     assert signed_update(csms, "sftp://127.0.0.1/x.bin", keys["ec"], b"x", 6) == "Rejected"
     assert csms.violations == []

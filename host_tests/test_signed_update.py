@@ -249,6 +249,34 @@ def test_a_new_request_cancels_the_one_under_way_and_the_request_id_survives_a_r
     assert csms.violations == []
 
 
+def test_the_install_waits_for_the_transaction_with_the_other_connectors_unavailable(csms, firmware_factory, web,
+                                                                                      bundle, keys):
+    # L01.FR.06, FR.07: installed once the transaction has ended; meanwhile no new one can start
+    data = bundle.read_bytes()
+    Files.files["signed.bin"] = data
+    fw = firmware_factory(csms)
+    booted(fw, csms)
+    install_root(csms, keys)
+    fw.send("plug 1")
+    fw.send("card 1 CARD7")
+    wait(lambda: csms.calls("StartTransaction"), 10, "StartTransaction")
+    assert signed_update(csms, web + "/signed.bin", keys["ec"], pki.sign_file(keys["ec"].key, data), 9) == "Accepted"
+    wait(lambda: scenario.statuses(csms, 2)[-1:] == ["Unavailable"], 30, "connector 2 Unavailable")
+    assert [s for s, _ in signed(csms)] == ["Downloading", "Downloaded", "SignatureVerified"]
+    fw.send("plug 2")
+    fw.send("card 2 CARD8")  # no transaction on a connector held for the update
+    time.sleep(2)
+    assert len(csms.calls("StartTransaction")) == 1
+    fw.send("card 1 CARD7")
+    wait(lambda: ("Installed", 9) in signed(csms), 90, "Installed")
+    stop = [p for _, _, p in csms.calls("StopTransaction")]
+    assert len(stop) == 1 and stop[0]["reason"] == "Local", stop  # ended by its card, not by the update
+    assert boot_versions(csms) == [OLD, NEW]
+    fw.send("unplug 2")
+    wait(lambda: scenario.statuses(csms, 2)[-1:] == ["Available"], 20, "connector 2 Available in the new version")
+    assert csms.violations == []
+
+
 # ---- L01.FR.20: the plain UpdateFirmware ---------------------------------------------------
 
 def test_update_firmware_works_until_a_manufacturer_root_is_installed(csms, firmware_factory, web, bundle, keys):

@@ -299,3 +299,33 @@ def test_update_firmware_works_until_a_manufacturer_root_is_installed(csms, firm
     assert len(Files.gets) == gets  # the update process did not start
     assert len(csms.calls("FirmwareStatusNotification")) == 2
     assert csms.violations == []
+
+
+# ---- on demand only ----------------------------------------------------------------------
+
+ON_DEMAND = {"maintenance", "update", "x509", "der", "p256", "rsa", "certs", "certstore", "ocpp.v16.signedfw",
+             "ocpp.v16.certsign"}
+
+
+def loaded(fw):
+    fw.send("modules")
+    return set(fw.wait_line(r"console: modules: ").split("modules: ", 1)[1].split())
+
+
+def test_boot_loads_none_of_the_signed_update_and_certificate_code(csms, firmware_factory, web, bundle, keys):
+    fw = firmware_factory(csms)
+    booted(fw, csms)
+    at_boot = loaded(fw)
+    assert "app" in at_boot and "ocpp.v16.chargepoint" in at_boot
+    assert at_boot & ON_DEMAND == set()
+    # a signed update with a bad signature loads them; nothing of it is needed at the next boot
+    data = bundle.read_bytes()
+    Files.files["signed.bin"] = data
+    install_root(csms, keys)
+    assert signed_update(csms, web + "/signed.bin", keys["ec"], pki.sign_file(keys["ec"].key, data[1:]), 3) == \
+        "Accepted"
+    wait(lambda: ("InvalidSignature", 3) in signed(csms), 60, "InvalidSignature")
+    assert {"maintenance", "ocpp.v16.signedfw", "p256"} <= loaded(fw)
+    csms.run_call("CP001", call.Reset(type="Soft"))
+    fw.wait_line(r"accepted this charge point", timeout=30)
+    assert loaded(fw) & ON_DEMAND == set()

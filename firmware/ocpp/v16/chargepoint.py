@@ -464,12 +464,14 @@ class ChargePoint:
         # expires. Cheap while nothing is due: the "cpcert" file that
         # ocpp/v16/certsign.py wrote when it installed the certificate (its
         # expiry as a number, the CRC of its DER), no certificate parsed.
-        import certs
-        from binascii import crc32
         now = clock.now()
         self._cert_due = now + 86400
-        c = certs.Store(self.station.store.root).client()
         rec = self.station.store.load("cpcert")
+        if rec is None and self.config.get("SecurityProfile") < 3:
+            return  # no client certificate of ours, none in use: nothing loaded
+        import certs
+        from binascii import crc32
+        c = certs.Store(self.station.store.root).client()
         if c is None and rec is None:
             return
         if c and type(rec) is dict and rec.get("crc") == crc32(c[0][0]) and now < (rec.get("due") or 0):

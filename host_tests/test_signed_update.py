@@ -147,6 +147,9 @@ def test_signed_update_end_to_end(csms, firmware_factory, web, bundle, keys, how
     install_at = 6 if how == "ecdsa" else None
     asked = time.time()
     assert signed_update(csms, web + "/signed.bin", signer, sig, 123, install=install_at) == "Accepted"
+    if how == "rsa-pss-32":  # once installing, a new request cannot cancel it (L01.FR.27)
+        wait(lambda: ("InstallRebooting", 123) in signed(csms), 60, "InstallRebooting")
+        assert signed_update(csms, web + "/signed.bin", signer, sig, 124) == "Rejected"
     wait(lambda: ("Installed", 123) in signed(csms), 90, "Installed")
     want = ["Downloading", "Downloaded", "SignatureVerified"] + (["InstallScheduled"] if install_at else []) + [
         "Installing", "InstallRebooting", "Installed"]
@@ -180,6 +183,11 @@ def test_a_bad_signature_installs_nothing(csms, firmware_factory, web, bundle, k
     assert answer.status == "Accepted"
     wait(lambda: len(signed(csms)) == 4, 10, "the triggered status")
     assert signed(csms) == [("Downloading", 7), ("Downloaded", 7), ("InvalidSignature", 7), ("InvalidSignature", 7)]
+    # so does the plain TriggerMessage: a signed update's status has no place in FirmwareStatusNotification
+    assert csms.run_call("CP001", call.TriggerMessage(requested_message="FirmwareStatusNotification")).status == \
+        "Accepted"
+    wait(lambda: len(signed(csms)) == 5, 10, "the status for TriggerMessage")
+    assert signed(csms)[-1] == ("InvalidSignature", 7) and csms.calls("FirmwareStatusNotification") == []
     # a good signature of all but the last byte is as bad: the file is checked whole
     assert signed_update(csms, web + "/signed.bin", keys["ec"], pki.sign_file(keys["ec"].key, data[:-1]), 8) == \
         "Accepted"

@@ -220,8 +220,8 @@ class FirmwareUpdate(_Job):
             buf = mv = None
             if not signature_ok(req["key"], h.digest(), req["sig"]):
                 why = "the signature does not match the file and the signing certificate"
-        except (ValueError, OSError) as e:  # a signature that is not base64, a flash error
-            why = "the signature cannot be checked: %s" % e
+        except Exception as e:  # a signature that is not base64, a flash error, MemoryError: not verified
+            why = "the signature cannot be checked: %s %s" % (type(e).__name__, e)
         if why is None:
             self._set("SignatureVerified", "version %s" % self.version)
             return True
@@ -231,27 +231,32 @@ class FirmwareUpdate(_Job):
         return False
 
     async def _install(self, update, path):
-        # Not while a vehicle charges: the running transactions end first;
-        # meanwhile a signed update holds the other connectors Unavailable
-        # (L01.FR.06, FR.07; not stored: a restart or the end of the wait frees them).
+        # Not while a vehicle charges: the running transactions end first.
+        # A signed update holds the connectors Unavailable from then until the
+        # restart, so that no transaction starts that the restart would cut
+        # (L01.FR.06, FR.07; not stored: the restart frees them, as does a
+        # failed install or a cancel).
         said = False
+        signed = self.request_id is not None
         try:
             while any(c.transaction for c in self.station.connectors):
                 if not said:
                     log.info(_TAG, "version %s is downloaded; it is installed once the running transactions end"
                              % self.version)
                     said = True
-                    if self.request_id is not None:
+                    if signed:
                         self._hold(True)
                 await asyncio.sleep(_TX_POLL)
-        finally:
-            self._hold(False)
-        self._set("Installing", "version %s" % self.version)
-        if self.request_id is not None:
-            self.store.save("fwsigned", {"id": self.request_id})  # for Installed after the restart
-        try:
+            if signed:
+                self._hold(True)
+                self.store.save("fwsigned", {"id": self.request_id})  # for Installed after the restart
+            self._set("Installing", "version %s" % self.version)
             await update.install(path)
+        except asyncio.CancelledError:
+            self._hold(False)
+            raise
         except Exception as e:  # UpdateError, OSError: the running application stays
+            self._hold(False)
             self.store.remove("fwsigned")
             self._set("InstallationFailed", str(e))
             return False
@@ -259,6 +264,8 @@ class FirmwareUpdate(_Job):
 
     def _hold(self, on):
         st = self.station
+        if on == bool(self._held):
+            return
         if on:
             self._held = [c for c in st.connectors[1:] if c.operative]
         for c in self._held:

@@ -221,3 +221,71 @@ def test_the_signed_certificate_is_presented_at_the_next_profile_3_connection(mt
     keys = [x509.load_der_x509_certificate(d).public_key() for d in csms.peer_certs[-3:-1] + csms.peer_certs[-1:]]
     assert point(keys[0]) == point(keys[1]) != point(keys[2])
     assert csms.violations == []
+
+
+# ---- the station's clock moved on by the CSMS (Heartbeat's currentTime) --------------------
+
+@pytest.fixture
+def timecsms(monkeypatch):
+    """A dev CSMS whose Heartbeat answers give the time `csms.ahead` seconds from now: the
+    station's clock follows it (clock.set), the way weeks pass for the renewal."""
+    import dev_csms
+    from ocpp.routing import on
+    from ocpp.v16 import call_result
+
+    class Handler(dev_csms.ChargePointHandler):
+        @on("Heartbeat")
+        def on_heartbeat(self):
+            t = testca.now() + datetime.timedelta(seconds=self.csms.ahead)
+            return call_result.Heartbeat(current_time=t.strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+    monkeypatch.setattr(dev_csms, "ChargePointHandler", Handler)
+    c = dev_csms.DevCSMS()
+    c.ahead = 0
+    c.start_in_thread()
+    yield c
+    c.stop_thread()
+
+
+def travel(fw, csms, days):
+    csms.ahead = days * 86400
+    assert csms.run_call("CP001", call.TriggerMessage(requested_message="Heartbeat")).status == "Accepted"
+    fw.wait_line(r"clock: set to ")
+
+
+def test_renewal_a_month_ahead_then_weekly_and_a_certificate_valid_from_later(timecsms, firmware_factory):
+    csms = timecsms
+    ca = testca.root("CPO Root", o="Test CPO")
+    fw = firmware_factory(csms)
+    fw.start()
+    fw.wait_line(r"accepted this charge point")
+    csms.run_call("CP001", call.InstallCertificate(certificate_type="CentralSystemRootCertificate", certificate=ca.pem))
+    csms.run_call("CP001", call.ChangeConfiguration(key="CpoName", value=CPO))
+    assert trigger(csms) == "Accepted"
+    first = next_csr(csms, 1)
+    assert signed(csms, issue(first, ca, days=60)) == "Accepted"
+    time.sleep(2.5)
+    assert len(csms.csrs) == 1  # 60 days left: nothing to do
+    travel(fw, csms, 29)
+    time.sleep(2.5)
+    assert len(csms.csrs) == 1  # 31 days left
+    travel(fw, csms, 31)  # 29 days left: within the month (A03.FR.02)
+    renewal = next_csr(csms, 2, timeout=10)
+    assert point(renewal.public_key()) != point(first.public_key())
+    # not answered: asked again a week later, not before
+    travel(fw, csms, 37)
+    time.sleep(2.5)
+    assert len(csms.csrs) == 2
+    travel(fw, csms, 38.1)
+    again = next_csr(csms, 3, timeout=10)
+    # a certificate valid from two hours ahead (station time): taken then (A02.FR.08), not now
+    start = testca.now() + datetime.timedelta(days=38.1, hours=2)
+    assert signed(csms, issue(again, ca, days=365, not_before=start)) == "Accepted"
+    fw.wait_line(r"accepted; it is used from ")
+    time.sleep(2)
+    assert not [line for line in fw.lines if "installed; it is used from the next connection" in line][1:]
+    travel(fw, csms, 38.1 + 3 / 24)
+    fw.wait_line(r"new client certificate .* installed; it is used from the next connection", timeout=10)
+    travel(fw, csms, 38.1 + 340)  # and so it goes on: 25 days before its end, the next renewal
+    assert point(next_csr(csms, 4, timeout=10).public_key()) != point(again.public_key())
+    assert csms.violations == []

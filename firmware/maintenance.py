@@ -218,7 +218,11 @@ class FirmwareUpdate(_Job):
                     h.update(mv[:n])
                     await asyncio.sleep_ms(0)
             buf = mv = None
-            if not signature_ok(req["key"], h.digest(), req["sig"]):
+            ok = signature_ok(req["key"], h.digest(), req["sig"])
+            import sys
+            for m in ("p256", "rsa", "der"):  # tens of KB from .mpy: not kept
+                sys.modules.pop(m, None)
+            if not ok:
                 why = "the signature does not match the file and the signing certificate"
         except Exception as e:  # a signature that is not base64, a flash error, MemoryError: not verified
             why = "the signature cannot be checked: %s %s" % (type(e).__name__, e)

@@ -29,6 +29,21 @@ def _certs(cp):
     return certs.Store(cp.station.store.root)
 
 
+def let_go():
+    # What a certificate operation loaded (the parsers, P-256 and its table,
+    # this module) is tens of KB of RAM when loaded from .mpy: let go once the
+    # operation is over (a running coroutine keeps what it uses).
+    import sys
+    import certs
+    import ocpp.v16
+    certs.unload()
+    sys.modules.pop("ocpp.v16.certsign", None)
+    try:
+        delattr(ocpp.v16, "certsign")
+    except AttributeError:
+        pass
+
+
 def _cn(cp):
     # A00.FR.511: the charge point's serial number as BootNotification
     # reports it, else its identity.
@@ -39,6 +54,7 @@ def _cn(cp):
 def trigger(cp):
     # ExtendedTriggerMessage(SignChargePointCertificate), A02: -> (status,
     # after); `after` sends SignCertificate once the confirmation is out.
+    let_go()  # request() keeps what it needs
     if not cp.config.get("CpoName"):
         log.warn(_TAG, "SignChargePointCertificate rejected: CpoName is not set (A02 prerequisite)")
         return "Rejected", None
@@ -55,7 +71,8 @@ async def request(cp):
     d, pub = p256.keygen()
     _certs(cp).set_pending_key(d, pub)
     csr = x509.csr(d, pub, _cn(cp), cp.config.get("CpoName") or None)
-    d = None
+    d = p256 = x509 = None
+    let_go()
     log.info(_TAG, "new key pair made; asking the CSMS to have it certified (CN=%s)" % _cn(cp))
     try:
         answer = await cp.rpc.call("SignCertificate", {"csr": csr}, cp.config.get("MessageTimeout"))
@@ -70,6 +87,13 @@ async def request(cp):
 
 
 def certificate_signed(cp, p):
+    try:
+        return _certificate_signed(cp, p)
+    finally:
+        let_go()
+
+
+def _certificate_signed(cp, p):
     # CertificateSigned (A02.FR.06-09): the chain must lead to an installed
     # CentralSystemRootCertificate (the CPO hierarchy), be valid (dates, once
     # the clock is set) and certify the pending key. Accepted: it is the client
@@ -144,6 +168,13 @@ def _save(cp, rec):
 
 
 def check(cp):
+    try:
+        return _check(cp)
+    finally:
+        let_go()
+
+
+def _check(cp):
     # A03, when "due" is reached (chargepoint.py): a certificate that became
     # valid is taken; one that expires within a month makes the station ask
     # for a new one (a new key pair), again a week later while none comes.

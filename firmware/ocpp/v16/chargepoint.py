@@ -478,7 +478,7 @@ class ChargePoint:
             self._cert_due = rec["due"]
             return
         c = None
-        from ocpp.v16 import certsign
+        from ocpp.v16 import certsign  # let go again by check()
         try:
             self._cert_due = certsign.check(self)
         except Exception as e:  # never the meter loop's end

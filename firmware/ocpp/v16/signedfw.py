@@ -16,7 +16,28 @@ def _certs(cp):
     return certs.Store(cp.station.store.root)
 
 
+def let_go():
+    # The parsers and this module are tens of KB of RAM from .mpy: let go
+    # once the request is answered (the update's task keeps what it uses).
+    import sys
+    import certs
+    import ocpp.v16
+    certs.unload()
+    sys.modules.pop("ocpp.v16.signedfw", None)
+    try:
+        delattr(ocpp.v16, "signedfw")
+    except AttributeError:
+        pass
+
+
 def allow_plain(cp):
+    try:
+        _allow_plain(cp)
+    finally:
+        let_go()
+
+
+def _allow_plain(cp):
     # L01.FR.20, as a policy: while no ManufacturerRootCertificate is
     # installed the plain UpdateFirmware works (a CSMS without the security
     # extension can still update the station); once one is, only signed
@@ -63,6 +84,13 @@ def signing_key(cp, pem):
 
 
 def signed_update_firmware(cp, p):
+    try:
+        return _signed_update_firmware(cp, p)
+    finally:
+        let_go()
+
+
+def _signed_update_firmware(cp, p):
     # L01: the certificate is checked before the request is accepted
     # (L01.FR.23, 24); nothing is downloaded with an invalid one. A request
     # replaces the one under way (AcceptedCanceled, L01.FR.26) unless that one

@@ -40,7 +40,7 @@ def let_go():
     sys.modules.pop("ocpp.v16.certsign", None)
     try:
         delattr(ocpp.v16, "certsign")
-    except AttributeError:
+    except (AttributeError, KeyError):  # not there (MicroPython: KeyError)
         pass
 
 

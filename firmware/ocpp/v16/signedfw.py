@@ -26,7 +26,7 @@ def let_go():
     sys.modules.pop("ocpp.v16.signedfw", None)
     try:
         delattr(ocpp.v16, "signedfw")
-    except AttributeError:
+    except (AttributeError, KeyError):  # not there (MicroPython: KeyError)
         pass
 
 

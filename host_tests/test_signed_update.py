@@ -326,14 +326,16 @@ def test_boot_loads_none_of_the_signed_update_and_certificate_code(csms, firmwar
     at_boot = loaded(fw)
     assert "app" in at_boot and "ocpp.v16.chargepoint" in at_boot
     assert at_boot & ON_DEMAND == set()
-    # a signed update with a bad signature loads them; nothing of it is needed at the next boot
+    # a signed update with a bad signature loads them: once it is over only the job is kept (maintenance,
+    # update); nothing of it at the next boot
     data = bundle.read_bytes()
     Files.files["signed.bin"] = data
     install_root(csms, keys)
     assert signed_update(csms, web + "/signed.bin", keys["ec"], pki.sign_file(keys["ec"].key, data[1:]), 3) == \
         "Accepted"
     wait(lambda: ("InvalidSignature", 3) in signed(csms), 60, "InvalidSignature")
-    assert {"maintenance", "ocpp.v16.signedfw", "p256"} <= loaded(fw)
+    after = loaded(fw)
+    assert "maintenance" in after and after & {"x509", "der", "p256", "rsa", "ocpp.v16.signedfw"} == set()
     csms.run_call("CP001", call.Reset(type="Soft"))
     fw.wait_line(r"accepted this charge point", timeout=30)
     assert loaded(fw) & ON_DEMAND == set()

@@ -4,6 +4,7 @@
 #   signed_probe.py verify FILE CASE    the firmware check of maintenance.FirmwareUpdate._verify:
 #                                       SHA-256 of FILE in 1 KB blocks + maintenance.signature_ok
 #                                       (CASE: a JSON file [key, base64 signature])
+#   signed_probe.py sha FILE            the SHA-256 of FILE in 1 KB blocks alone
 #   signed_probe.py maint               import maintenance only (the baseline of verify)
 #   signed_probe.py none                nothing (the interpreter's own baseline)
 # Prints "<op> ok <ms> ms" (the operation alone, imports included), or "<op> FAILED ...".
@@ -25,11 +26,12 @@ try:
         import x509
         d, pub = p256.keygen()
         ok = x509.csr(d, pub, "CP001", "Test CPO").startswith("-----BEGIN CERTIFICATE REQUEST-----")
-    elif op == "verify":
+    elif op == "verify" or op == "sha":
         import hashlib
         import maintenance
-        with open(sys.argv[3]) as f:
-            key, sig = json.load(f)
+        if op == "verify":
+            with open(sys.argv[3]) as f:
+                key, sig = json.load(f)
         h = hashlib.sha256()
         buf = bytearray(1024)
         mv = memoryview(buf)
@@ -39,7 +41,7 @@ try:
                 if not n:
                     break
                 h.update(mv[:n])
-        ok = maintenance.signature_ok(key, h.digest(), sig)
+        ok = maintenance.signature_ok(key, h.digest(), sig) if op == "verify" else len(h.digest()) == 32
     elif op == "maint":
         import hashlib
         import maintenance

@@ -92,7 +92,8 @@ def main():
         if not args.no_frozen32:
             import build_firmware
             try:
-                ports.append(("32-bit unix port, frozen", (build_firmware.build(arch="x86", log=lambda t: None)["path"],)))
+                binary = build_firmware.build(arch="x86", log=lambda t: None)["path"]
+                ports.append(("32-bit unix port, frozen", (binary,)))
             except (build_firmware.Unavailable, build_firmware.BuildFailed) as e:
                 print("(no 32-bit frozen build: %s)" % str(e).splitlines()[0])
         for title, where in ports:

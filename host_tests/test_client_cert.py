@@ -223,6 +223,49 @@ def test_the_signed_certificate_is_presented_at_the_next_profile_3_connection(mt
     assert csms.violations == []
 
 
+
+PROVISION = """
+import cfg
+cfg.open(%r, "boards/unix")
+cfg.client_cert(%r, %r)
+"""
+
+
+def test_a_provisioned_certificate_near_its_end_is_renewed_at_profile_3(mtls, firmware_factory, pki, tmp_path):
+    # A client certificate put on the station by the installer (cfg.client_cert), not by CertificateSigned:
+    # its expiry is read from it once, and within a month of it the station asks for a new one (A03).
+    from conftest import run_mp
+    csms, ca = mtls, load_ca(pki)
+    key = testca.new_key()
+    cert = testca.certificate(testca.name("SIM-CP-0001", CPO), key, ca, not_after=testca.now() + 10 * testca.DAY,
+                              usage="client")
+    testca.write(tmp_path, "installer", testca.Issued(cert, key))
+    fw = firmware_factory(csms.ws_url, extra=["--ca", str(pki / "ca.pem")])
+    fw.start()
+    fw.wait_line(r"accepted this charge point")
+    fw.stop()
+    script = tmp_path / "provision.py"
+    script.write_text(PROVISION % (str(fw.data_dir), str(tmp_path / "installer.pem"), str(tmp_path / "installer.key")))
+    assert "client certificate stored" in run_mp(script)
+    fw.start()
+    fw.wait_line(r"accepted this charge point")
+    csms.run_call("CP001", call.ChangeConfiguration(key="CpoName", value=CPO))
+    assert csms.csrs == []  # profile 0: the installer's certificate is not in use yet
+    csms.run_call("CP001", call.ChangeConfiguration(key="CsmsUrl", value=csms.mtls_url))
+    assert csms.run_call("CP001", call.ChangeConfiguration(key="SecurityProfile", value="3")).status == "Accepted"
+    csms.wait_for(lambda: csms.connections == 3 and "CP001" in csms.handlers, 15, "the profile 3 connection")
+    assert csms.peer_certs[-1] == cert.public_bytes(serialization.Encoding.DER)
+    renewal = next_csr(csms, 1, timeout=15)
+    assert point(renewal.public_key()) != point(key.public_key())
+    fw.wait_line(r"the client certificate expires at .*: asking for a new one \(A03\)")
+    assert signed(csms, issue(renewal, ca)) == "Accepted"
+    csms.drop("CP001")
+    csms.wait_for(lambda: csms.connections == 4 and "CP001" in csms.handlers, 30, "a reconnect")
+    assert x509.load_der_x509_certificate(csms.peer_certs[-1]).public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint) == point(renewal.public_key())
+    assert len(csms.csrs) == 1 and csms.violations == []
+
+
 # ---- the station's clock moved on by the CSMS (Heartbeat's currentTime) --------------------
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import json
 import asyncio
 import log
 import clock
+import security
 from storage import Store
 from config import Config, problem as config_problem
 from station import Station, Connector
@@ -16,9 +17,10 @@ from tasks import guard
 # The OCPP session's modules are imported first, before any runtime object:
 # their code then lies packed at the bottom of the heap, not between objects.
 from ocpp.v16.chargepoint import ChargePoint
+from ocpp.outbox import Outbox
 from ocpp import link
 
-_OPTIONS = {"--board": "board", "--data": "data", "--csms": "CsmsUrl", "--cp": "ChargePointId", "--ca": "ca"}
+_OPTIONS = ("--board", "board", "--data", "data", "--csms", "CsmsUrl", "--cp", "ChargePointId", "--ca", "ca")
 
 
 def parse_args(argv):
@@ -28,8 +30,8 @@ def parse_args(argv):
         a = argv[i]
         if a == "--frames":
             opts["frames"] = True
-        elif a in _OPTIONS and i + 1 < len(argv):
-            opts[_OPTIONS[a]] = argv[i + 1]
+        elif a in _OPTIONS and _OPTIONS.index(a) % 2 == 0 and i + 1 < len(argv):  # (a tuple: no dict in RAM)
+            opts[_OPTIONS[_OPTIONS.index(a) + 1]] = argv[i + 1]
             i += 1
         else:
             raise ValueError("unknown option %s; use --board DIR --data DIR --csms URL --cp ID [--ca FILE] [--frames]" % a)
@@ -91,6 +93,10 @@ async def run(opts):
     safe = tasks.boot_check(store)
     config = Config(store, board.get("config"))
     log.start(store.root, config)  # the flash log, from here on
+    outbox = Outbox(root, config.get("TransactionQueueBytes"))
+    security.start(store.root, outbox)  # the security log and its notifications, from here on
+    config.listen(security.reconfigured)
+    boot_events(store)
     for key in ("CsmsUrl", "ChargePointId"):
         if key in opts:
             status = config.set(key, opts[key], False)
@@ -111,7 +117,7 @@ async def run(opts):
         connectors[0].warning = "InternalError"
         connectors[0].info = ("safe mode: " + ",".join(safe))[:50]
     link.guard_security_profile(config)
-    cp = ChargePoint(station, config, boot_fields, root)
+    cp = ChargePoint(station, config, boot_fields, root, outbox)
     cp.on_reset = restart
     cp.tls = tls_loader(opts.get("ca"))
     gc.collect()
@@ -144,6 +150,25 @@ async def run(opts):
         await asyncio.sleep(3600)
 
 
+def boot_events(store):
+    # Whitepaper §8 at every boot: ResetOrReboot when the run before ended in
+    # a restart of the station's own (an OCPP Reset, the restart into an update,
+    # the installer's cfg.restart(): tasks.clean_stop's "restart", at its time)
+    # or in a watchdog reset (where the port says), then StartupOfTheDevice.
+    # A power cut or a crash is no reset: the next boot has StartupOfTheDevice only.
+    r = store.load("restart")
+    if r:
+        security.event("ResetOrReboot", "restart: %s" % r.get("by"), r.get("at"))
+    try:
+        import machine
+        if machine.reset_cause() == machine.WDT_RESET:
+            security.event("ResetOrReboot", "watchdog reset")
+    except (ImportError, AttributeError):  # the unix port has neither
+        pass
+    import version
+    security.event("StartupOfTheDevice", "firmware %s" % version.VERSION)
+
+
 def _log_frames(key, value):
     # LogFrames takes effect at once
     if key == "LogFrames":
@@ -153,12 +178,14 @@ def _log_frames(key, value):
 RESTART_EXIT = 75  # unix port: "start me again" (EX_TEMPFAIL) for tools/unix_loop.sh or a service manager
 
 
-def restart(hard):
+def restart(hard, by=None):
     # OCPP Reset (§5.14): a board restarts the chip (Hard) or the interpreter
     # (Soft: the application software); the unix port ends the process with
     # RESTART_EXIT and its wrapper starts it again on the same data (its
     # machine.soft_reset would only exit with 0).
-    tasks.clean_stop("Reset")  # no crash for the boot-loop guard; the next boot is a commanded restart
+    # No crash for the boot-loop guard; the next boot is a commanded restart
+    # (ResetOrReboot, a transaction still running ends with reason Reboot).
+    tasks.clean_stop(by or "OCPP Reset (%s)" % ("Hard" if hard else "Soft"))
     if sys.platform not in ("linux", "darwin"):
         import machine
         (machine.reset if hard else machine.soft_reset)()

@@ -265,6 +265,25 @@ def reset_defaults(confirm=None):
     print("Stored settings erased: the defaults apply after a restart (cfg.restart())")
 
 
+@_safe("clear_security_log")
+def clear_security_log(confirm=None):
+    # Empties the security log (e.g. before the station changes hands). Its
+    # first line is then the event SecurityLogWasCleared, which also goes to
+    # the CSMS after the next boot (whitepaper §8).
+    c = _cfg()
+    if confirm != "yes":
+        print("This empties the security log (what GetLog SecurityLog uploads). To go ahead: "
+              "cfg.clear_security_log('yes')")
+        return
+    import security
+    from ocpp.outbox import Outbox
+    from ocpp.v16 import secext
+
+    security.start(_store.root, Outbox(_store.root.rstrip("/"), c.get("TransactionQueueBytes")))
+    secext.clear_log()
+    print("Security log emptied; the CSMS hears of it after the next boot.")
+
+
 @_safe("restart")
 def restart():
     # A commanded restart: a transaction still running is then ended with
@@ -294,6 +313,7 @@ def help():
   cfg.wifi("ssid", "password")    the Wi-Fi network (ESP32, Pico W)
   cfg.key("AuthorizationKey")     the password for security profiles 1 and 2
   cfg.reset_defaults()            erase the stored settings (asks to confirm)
+  cfg.clear_security_log()        empty the security log (asks to confirm)
   cfg.restart()                   restart the board to apply RebootRequired settings
   cfg.open(data, board)           unix port only: the station's data directory
                                   and board directory, e.g. ("data/CP001", "boards/unix")""")

@@ -7,6 +7,10 @@ import time
 import log
 
 _TAG = "clock"
+# A set that moves the clock more than a minute is the security event
+# SettingSystemTime (whitepaper §8): the first set of a board that boots in
+# 2000, a CSMS (or someone in between) turning it; not the Heartbeat's
+# corrections of a running clock, nor the first set of one that kept its time.
 
 
 def _days(y, m, d):
@@ -62,6 +66,9 @@ def set(t):
     if not _synced or d > 2 or d < -2:
         log.info(_TAG, "set to %s (was %d s %s)" % (iso(t), abs(d), "ahead" if d > 0 else "behind"))
     _synced = True
+    if d > 60 or d < -60:  # more than a minute
+        import security  # (not at the top: security imports clock)
+        security.event("SettingSystemTime", "from %s to %s" % (iso(t + d), iso(t)))
 
 
 def iso(t=None):

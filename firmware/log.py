@@ -28,7 +28,7 @@ WARN = 30
 ERROR = 40
 
 level = INFO
-_NAMES = {DEBUG: "DEBUG", FRAME: "FRAME", INFO: "INFO ", WARN: "WARN ", ERROR: "ERROR"}
+_NAMES = ("DEBUG", "FRAME", "INFO ", "", "WARN ", "", "ERROR")  # by (level - 10) // 5: a tuple in flash
 _LEVELS = ("DEBUG", "INFO", "WARN", "ERROR")  # LogFileLevel's values, as DEBUG..ERROR
 
 _BUF = const(512)
@@ -50,7 +50,7 @@ def _emit(lvl, tag, msg, end="\n", flash=True):
     f = flash and _buf is not None and (lvl >= _flevel or lvl == FRAME)
     if lvl < level and not f:
         return
-    name = _NAMES[lvl]
+    name = _NAMES[(lvl - 10) // 5]
     s = time.time()  # one reading for the console's time and the flash's stamp
     if lvl >= level:
         t = time.localtime(int(s))
@@ -125,6 +125,9 @@ def flush():
         if not _why:
             _why = 1
             warn("log", "flash log stopped (%s %s), the console has the lines" % (type(e).__name__, e))
+            import security  # (not at the top: security imports log)
+
+            security.event("MemoryExhaustion", "the flash log cannot write: %s %s" % (type(e).__name__, e))
         return
     if _why:
         _why = 0

@@ -1,7 +1,9 @@
 # The flash log's lines between two times, for the GetDiagnostics upload
-# (OCPP 1.6 §5.9: the lines from startTime to stopTime, all when absent).
-# log.py writes the files; this module, imported only while an upload runs,
-# reads them back in blocks through the caller's buffer, never a whole file.
+# (OCPP 1.6 §5.9: the lines from startTime to stopTime, all when absent) and
+# GetLog (whitepaper N01). log.py writes the files, security.py the security
+# log's in the same way; this module, imported only while an upload runs, reads
+# them back in blocks through the caller's buffer, never a whole file.
+import os
 import log
 import clock
 
@@ -22,13 +24,23 @@ class Reader:
     # (64 bytes or more) with whole or partial lines and returns the count, 0
     # at the end: the source of the upload. A line without a stamp continues
     # the entry before it and goes with it. Lines stamped before the clock was
-    # set (a board's RTC starts in 2000) fall before any start.
-    def __init__(self, start=None, stop=None):
-        log.flush()
+    # set (a board's RTC starts in 2000) fall before any start. src: the
+    # module that writes the file pair (log; security with name "seclog.%d"):
+    # its _dir, _size (bytes in the file being written), _gen (rotations) and,
+    # if it buffers, flush().
+    def __init__(self, start=None, stop=None, src=log, name="log.%d"):
+        if hasattr(src, "flush"):
+            src.flush()
+        self.src = src
+        self.name = name
         self.a = None if start is None else clock.iso(start).encode()
         self.b = None if stop is None else clock.iso(stop).encode()
-        self.end = (log._size, log._len("log.1"))  # by file: 0 = log.0, 1 = log.1
-        self.g = log._gen
+        try:
+            n = os.stat(src._dir + name % 1)[6]
+        except Exception:  # missing, or not started
+            n = 0
+        self.end = (src._size, n)  # by file: 0 = log.0, 1 = log.1
+        self.g = src._gen
         self.rewind()
 
     def rewind(self):
@@ -41,12 +53,13 @@ class Reader:
 
     def _read(self, m):
         # The next block of the file being read into m -> bytes read, 0 at its end
-        n = self.f + log._gen - self.g  # its name now: each rotation made 0 into 1 and removed 1
+        src = self.src
+        n = self.f + src._gen - self.g  # its name now: each rotation made 0 into 1 and removed 1
         k = min(len(m), self.end[self.f] - self.pos)
         if n > 1 or k <= 0:
             return 0
         try:
-            with open(log._dir + "log.%d" % n, "rb") as f:
+            with open(src._dir + self.name % n, "rb") as f:
                 f.seek(self.pos)
                 return f.readinto(m, k)
         except OSError:

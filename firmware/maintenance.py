@@ -82,6 +82,7 @@ class _Job:
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # TransferError, UpdateError, OSError (flash), MemoryError
+                self.error = e  # the last failure (GetLog reports it precisely)
                 left = attempts - n - 1
                 log.warn(self.tag, "attempt %d of %d failed: %s%s" % (
                     n + 1, attempts, e, "; again in %d s" % interval if left else ""))
@@ -328,11 +329,15 @@ class DiagnosticsUpload(_Job):
             self._set("Uploaded", name)
         self.status = "Idle"
 
-    async def _upload(self, url, start, stop):
+    def _reader(self, start, stop):
+        # The lines to upload (GetLog's security log: secext.LogUpload).
         import logfile
+        return logfile.Reader(start, stop)
+
+    async def _upload(self, url, start, stop):
         client = _client(url)
         buf = bytearray(_BLOCK)
-        r = logfile.Reader(start, stop)
+        r = self._reader(start, stop)
 
         def source(mv):  # mv views buf; the Reader wants the bytearray itself
             return r.readinto(buf)

@@ -46,6 +46,9 @@ def _failed(loop, context):
         return
     name, start, delay = g
     log.exc("tasks", "task %s failed, restarting it in %d s" % (name, delay), e)
+    if isinstance(e, MemoryError):
+        import security
+        security.event("MemoryExhaustion", "task %s: out of RAM" % name)
     record_crash(name)
     gc.collect()
     asyncio.create_task(_restart(g))
@@ -103,6 +106,7 @@ def clean_stop(restart_by=None, st=None):
         try:
             st.save("boots", {"count": 0, "crashed": []})
             if restart_by:
-                st.save("restart", {"by": restart_by})
+                import clock  # (imported at boot already)
+                st.save("restart", {"by": restart_by, "at": clock.now()})
         except OSError:
             pass

@@ -42,7 +42,9 @@ HEAP_BUDGET = "240K"
 # 120 KB until issue #12, whose transfer clients, boot stage, update and diagnostics code (all
 # but the boot stage imported only when used) take it past; two application slots and the
 # built-in copy must fit a board's file system (an RP2040 Pico W has 848 KB of it).
-MPY_BUDGET = 160 * 1024  # bytes: .mpy of firmware/ + lib/ for xtensawin, main.py compiled too
+# 160 KB until issue #13 (the security whitepaper: crypto, X.509, security events, GetLog;
+# all but security.py imported only when used) - to be confirmed at review.
+MPY_BUDGET = 176 * 1024  # bytes: .mpy of firmware/ + lib/ for xtensawin, main.py compiled too
 
 
 @pytest.fixture(scope="module")

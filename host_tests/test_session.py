@@ -37,7 +37,8 @@ def test_full_session_exact_order_and_content(csms, firmware_factory):
     acts = csms.actions()
     n_mv = acts.count("MeterValues")
     assert n_mv >= 3
-    assert acts == (["BootNotification"] + ["StatusNotification"] * 4 + ["Authorize", "StartTransaction"]
+    assert acts == (["BootNotification", "SecurityEventNotification"] + ["StatusNotification"] * 4
+                    + ["Authorize", "StartTransaction"]
                     + ["StatusNotification"] * 2 + ["MeterValues"] * n_mv
                     + ["StopTransaction", "StatusNotification", "StatusNotification"])
     assert statuses(csms) == [(0, "Available"), (1, "Available"), (2, "Available"), (1, "Preparing"),

@@ -225,7 +225,15 @@ class ChargePointHandler(ocpp.v16.ChargePoint):
     def on_fw(self, status):
         return call_result.FirmwareStatusNotification()
 
-    # security whitepaper: signed firmware (L01), the charge point's certificate (A02, A03)
+    # ---- security whitepaper (the charge point's messages) ----
+    @on("SecurityEventNotification")
+    def on_security_event(self, type, timestamp, **kw):
+        return call_result.SecurityEventNotification()
+
+    @on("LogStatusNotification")
+    def on_log_status(self, status, **kw):
+        return call_result.LogStatusNotification()
+
     @on("SignedFirmwareStatusNotification")
     def on_signed_fw(self, status, **kw):
         return call_result.SignedFirmwareStatusNotification()

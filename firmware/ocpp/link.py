@@ -5,6 +5,7 @@ import random
 import time
 from micropython import const
 import log
+import security
 import ws as wslib
 
 _FIRST_WAIT = const(2)  # seconds
@@ -90,6 +91,8 @@ async def supervise(cp, config, tls=None):
                                        timeout=_CONNECT_TIMEOUT)
         except Exception as e:  # WSError, OSError, TLS errors: all mean "try later"
             log.warn("link", "cannot connect: %s" % (e,))
+            if "HTTP 401" in str(e):  # whitepaper §8: the CSMS refused our credentials
+                security.event("FailedToAuthenticateAtCentralSystem", str(e))
         else:
             log.info("link", "connected")
             up = time.ticks_ms()

@@ -3,12 +3,16 @@
 # Transaction-related messages (StartTransaction, StopTransaction, transaction
 # MeterValues) are journaled to flash before they are sent and removed only
 # when the CSMS has answered (OCPP 1.6 §3.x "transaction-related messages"),
-# so they survive reconnects, reboots and power cuts. The rest
-# (StatusNotification, MeterValues outside a transaction) lives in RAM and is
-# dropped with the link: the current state is sent again on reconnect.
+# so they survive reconnects, reboots and power cuts. So do the other
+# messages put with local=KEPT (0): SecurityEventNotification (whitepaper
+# A04.FR.02), at most _KEPT_MAX of them, the oldest dropped beyond that; they
+# do not count against the transaction budget and are never thinned out. The
+# rest (StatusNotification, MeterValues outside a transaction) lives in RAM and
+# is dropped with the link: the current state is sent again on reconnect.
 #
 # The journal is one append-only file of lines "<json> <crc32 hex>\n":
-#   ["P", seq, action, local, payload]   a queued message (local: our transaction number)
+#   ["P", seq, action, local, payload]   a queued message (local: our transaction
+#                                        number, from 1; 0 = KEPT, no transaction)
 #   ["D", seq]                           answered, given up or thinned out
 #   ["T", local, transactionId]          the CSMS's id for our transaction
 # A torn last line (power lost mid-write) fails its CRC and is discarded with
@@ -18,21 +22,27 @@
 # layout "<crc32 hex> <json>\n" are still read.
 # RAM holds only the index (seq, file offset, kind, local) of journaled
 # entries; payloads are read back from flash when their turn comes.
+# A KEPT record is a "P" line like the others: a journal of earlier firmware
+# reads the same, and earlier firmware (a rolled-back update) that finds one
+# drops it as a message of a transaction the CSMS never numbered.
 import json
 import os
 import binascii
 from micropython import const
 import log
+import security
 
 _RAM_LIMIT = const(32)  # volatile messages kept while online
 _START = const(0)
 _STOP = const(1)
 _SAMPLE = const(2)  # periodic transaction MeterValues: may be thinned out
 _METER = const(3)  # other transaction MeterValues
+_EVENT = const(4)  # a KEPT message
+KEPT = const(0)  # put(..., local=KEPT): journaled, no transaction's
+_KEPT_MAX = const(50)  # KEPT messages in flash (each at most ~400 B: a SecurityEventNotification)
 # An emptied journal is rewritten once it holds this much: not after every
 # answered message (a file rewrite each time), and a short replay at boot.
 _COMPACT_EMPTY = const(8192)
-_KINDS = {"StartTransaction": _START, "StopTransaction": _STOP}
 
 
 class Entry:
@@ -41,7 +51,7 @@ class Entry:
         self.seq = seq
         self.action = action
         self.payload = payload
-        self.local = local  # our transaction number, or None for volatile messages
+        self.local = local  # our transaction number, KEPT, or None for volatile messages
         self.attempts = 0  # sends the CSMS failed to process
         self.retry_at = None  # ticks_ms before which it is not sent again
 
@@ -73,7 +83,8 @@ class Outbox:
         return len(self._seqs)
 
     def put(self, action, payload, local=None, periodic=False):
-        # Queue a message; with `local` it is transaction-related and journaled.
+        # Queue a message; with `local` it is journaled: transaction-related
+        # (our transaction number), or KEPT.
         seq = self._next
         self._next += 1
         if local is None:
@@ -82,7 +93,9 @@ class Outbox:
                 self.volatile.pop(0)
             self.volatile.append([seq, action, payload])
             return True
-        kind = _KINDS.get(action, _SAMPLE if periodic else _METER)
+        kind = _kind(action, local, periodic)
+        if kind == _EVENT:
+            self._bound()
         off, size = self._append(["P", seq, action, local, payload])
         if off is None:
             return False
@@ -147,7 +160,7 @@ class Outbox:
 
     def has(self, action, local):
         # Is a message of this transaction still queued? (Start or Stop)
-        kind = _KINDS[action]
+        kind = _START if action == "StartTransaction" else _STOP
         for i in range(len(self._seqs)):
             if self._locals[i] == local and self._kinds[i] == kind:
                 return True
@@ -172,13 +185,36 @@ class Outbox:
         elif self._file_size > 2 * self.budget + 4096:
             self._compact()
 
+    def _bound(self):
+        # Room for one more KEPT message: past _KEPT_MAX the oldest goes (it
+        # is still in the security log), not the one in flight.
+        n = 0
+        first = -1
+        for i in range(len(self._seqs)):
+            if self._kinds[i] == _EVENT:
+                n += 1
+                if first < 0 and (i or self._head is None):
+                    first = i
+        if n >= _KEPT_MAX and first >= 0:
+            log.warn("outbox", "%d security events waiting: the oldest dropped from the queue" % n)
+            self._drop(first)
+
+    def _tx_bytes(self):
+        # Flash the transaction messages take (what the budget bounds).
+        n = 0
+        for i in range(len(self._sizes)):
+            if self._kinds[i] != _EVENT:
+                n += self._sizes[i]
+        return n
+
     def _thin(self):
         # Over budget: drop periodic MeterValues, oldest first, but never the
         # first or last sample of a transaction, nor a Start or a Stop.
-        while sum(self._sizes) > self.budget:
+        while self._tx_bytes() > self.budget:
             victim = self._thinnable()
             if victim < 0:
                 log.warn("outbox", "transaction queue over its flash budget, nothing left to thin out")
+                security.event("MemoryExhaustion", "transaction queue over its flash budget (%d B)" % self.budget)
                 return
             log.warn("outbox", "transaction queue full: an older periodic meter value dropped")
             self._drop(victim)
@@ -204,6 +240,8 @@ class Outbox:
                 n = _write(f, rec)
         except OSError as e:
             log.exc("outbox", "cannot write the transaction queue to flash", e)
+            if e.args and e.args[0] == 28:  # ENOSPC
+                security.event("MemoryExhaustion", "the flash is full: a queued message was not written")
             return None, 0
         off = self._file_size
         self._file_size += n
@@ -250,16 +288,15 @@ class Outbox:
         for seq in order:
             if seq in live:
                 o, size, action, local, payload = live[seq]
-                periodic = action == "MeterValues" and _periodic(payload)
                 self._seqs.append(seq)
                 self._offs.append(o)
                 self._sizes.append(size)
-                self._kinds.append(_KINDS.get(action, _SAMPLE if periodic else _METER))
+                self._kinds.append(_kind(action, local, action == "MeterValues" and _periodic(payload)))
                 self._locals.append(local)
         if torn:
             log.warn("outbox", "the transaction queue ended in a torn write (power cut); earlier messages kept")
         if self._seqs:
-            log.info("outbox", "%d transaction message(s) from before the restart still to deliver" % len(self._seqs))
+            log.info("outbox", "%d queued message(s) from before the restart still to deliver" % len(self._seqs))
         if torn or not self._seqs:
             self._compact()
 
@@ -299,9 +336,17 @@ class Outbox:
         self._offs = offs
         self._sizes = sizes
         self._locals = [rec[3] for rec in entries]
-        self._kinds = bytearray(_KINDS.get(r[2], _SAMPLE if r[2] == "MeterValues" and _periodic(r[4]) else _METER)
-                                for r in entries)
+        self._kinds = bytearray(_kind(r[2], r[3], r[2] == "MeterValues" and _periodic(r[4])) for r in entries)
         self._head = self._fresh = None
+
+
+def _kind(action, local, periodic):
+    # (no dict of action names: each one costs RAM at boot)
+    if local == KEPT:
+        return _EVENT
+    if action == "StartTransaction":
+        return _START
+    return _STOP if action == "StopTransaction" else _SAMPLE if periodic else _METER
 
 
 def _periodic(payload):

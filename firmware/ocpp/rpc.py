@@ -40,6 +40,13 @@ class NotConnected(Exception):
 def _log_frame(direction, text):
     # Logging a frame copies it (twice); a big one may not fit a small heap:
     # then log its start only, never fail the exchange for the log's sake.
+    # The AuthorizationKey a ChangeConfiguration sets is never logged (whitepaper
+    # §2.3): not on the console, not in the flash log that GetLog uploads.
+    if log.level > log.FRAME:
+        return
+    i = text.find("ChangeConfiguration")
+    if i > 0 and "authorizationkey" in text.lower():
+        text = text[: i + 20] + " ...] (it sets the AuthorizationKey: the rest is not logged)"
     try:
         log.frame(direction, text)
     except MemoryError:
@@ -70,6 +77,16 @@ def _pieces(o, depth):
         yield "}" if t is dict else "]"
     else:
         yield json.dumps(o)
+
+
+def _event(why, kind="InvalidMessages", warn=True):
+    # A security event (whitepaper §8: InvalidMessages for a frame that is not
+    # valid OCPP, MemoryExhaustion) with the words of the log line. security is
+    # imported here, not at the top: a module global more costs RAM at boot.
+    if warn:
+        log.warn("ocpp", why)
+    import security
+    security.event(kind, why)
 
 
 def _frame_ok(msg):
@@ -160,7 +177,7 @@ class Rpc:
             bad = self.check(action, reply[2], True)
             if bad:
                 # A malformed answer is treated like an error answer.
-                log.warn("ocpp", "%s answer is not valid OCPP: %s" % (action, bad[1]))
+                _event("%s answer is not valid OCPP: %s" % (action, bad[1]))
                 raise CallError(bad[0], bad[1])
             return reply[2]
 
@@ -188,25 +205,23 @@ class Rpc:
         try:
             msg = json.loads(text)
         except ValueError:
-            log.warn("ocpp", "frame is not valid JSON, ignored")
-            return
+            return _event("frame is not valid JSON, ignored")
         except (MemoryError, RuntimeError) as e:
             # Too big or too deeply nested for this heap (e.g. 10000 nested
             # arrays): no id can be read, drop it and keep the session.
             gc.collect()
-            log.warn("ocpp", "frame too complex to parse (%s), ignored" % type(e).__name__)
-            return
+            why = "frame too complex to parse (%s), ignored" % type(e).__name__
+            return _event(why, "MemoryExhaustion" if type(e) is MemoryError else "InvalidMessages")
         if not _frame_ok(msg):
             # No usable message id: nothing can be answered (OCPP-J §4.1.3).
-            log.warn("ocpp", "frame is not an OCPP-J message, ignored")
-            return
+            return _event("frame is not an OCPP-J message, ignored")
         kind = msg[0]
         if kind == _CALL:
             await self._on_call(msg)
         elif kind == _RESULT or kind == _ERROR:
             self._on_answer(msg)
         else:
-            log.warn("ocpp", "unknown message type %r ignored" % (kind,))
+            _event("unknown message type %r ignored" % (kind,))
 
     def _on_answer(self, msg):
         if msg[1] != self._wait_id:
@@ -216,6 +231,7 @@ class Rpc:
             len(msg) < 4 or type(msg[2]) is not str
         ):
             msg = [_ERROR, msg[1], "FormationViolation", "malformed answer"]
+            _event("malformed answer to a CALL of ours", warn=False)
         self._reply = msg
         self._replied.set()
 
@@ -265,12 +281,15 @@ class Rpc:
         except MemoryError as e:  # the answer does not fit the heap: say so
             gc.collect()
             log.exc("ocpp", "could not send answer", e)
+            _event("no RAM to send an answer", "MemoryExhaustion", False)
             await self.error(msg_id, "InternalError", "answer too large for memory")
         except Exception as e:  # link gone: the CSMS will time out
             log.exc("ocpp", "could not send answer", e)
 
     async def error(self, msg_id, code, desc):
         log.warn("ocpp", "answering CALL %s with %s: %s" % (msg_id, code, desc))
+        if code != "NotSupported" and code != "InternalError":  # the CALL was not valid OCPP
+            _event("%s: %s" % (code, desc), warn=False)
         try:
             await self._send([_ERROR, msg_id, code, desc, {}])
         except Exception as e:

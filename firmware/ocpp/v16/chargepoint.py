@@ -5,6 +5,7 @@ import time
 import clock
 import log
 import slots
+import security
 from ocpp import check
 from ocpp.rpc import Rpc, CallError, CallTimeout, NotConnected
 from ocpp.outbox import Outbox
@@ -95,21 +96,23 @@ def transaction_data(tx, begin_end):
 
 
 class ChargePoint:
-    def __init__(self, station, config, boot_fields, root=""):
+    def __init__(self, station, config, boot_fields, root="", outbox=None):
         self.station = station
         self.config = config
         self.boot_fields = boot_fields  # meter / modem fields for BootNotification
         self.rpc = Rpc(handlers.table(self), check.check, self._gate)
-        self.outbox = Outbox(root, config.get("TransactionQueueBytes"))
+        # app.py makes the outbox before the station, so that the security events of the boot are journaled
+        self.outbox = Outbox(root, config.get("TransactionQueueBytes")) if outbox is None else outbox
         self.registration = None  # None until the first answer, then Accepted/Pending/Rejected
         self.online = False
         self.wake = asyncio.Event()
+        security.wake = self.wake  # a queued SecurityEventNotification goes out at once
         self._last_aligned = 0
         self._reported = {}  # connector id -> (status, errorCode) last queued for the CSMS
         self._status_due = {}  # connector id -> ticks_ms when its changed status has held long enough
         self._boot_not_before = time.ticks_ms()
         self._boot_wake = asyncio.Event()  # TriggerMessage(BootNotification) while Pending
-        self.on_reset = None  # fn(hard): restarts the firmware (set by main for the port)
+        self.on_reset = None  # fn(hard, by=None): restarts the firmware (set by main for the port)
         self.tls = None  # () -> the CSMS link's TLS context, for https:// transfers (set by main)
         self._jobs = [None, None]  # maintenance.DiagnosticsUpload, .FirmwareUpdate once asked for
         self._cert_due = None  # Unix time of the next look at the client certificate (A03); 0: at once
@@ -231,6 +234,8 @@ class ChargePoint:
             await self.rpc.serve(ws)
         except Exception as e:
             log.exc("ocpp", "connection failed", e)
+            if "memory" in str(e):  # lib/ws.py closed it (1009) for want of heap: whitepaper §8
+                security.event("MemoryExhaustion", str(e))
         finally:
             self.online = False
             talker.cancel()
@@ -341,7 +346,7 @@ class ChargePoint:
             if e is None:
                 await self._idle()
                 continue
-            if e.local is not None and e.action != "StartTransaction":
+            if e.local and e.action != "StartTransaction":  # a transaction's (KEPT is 0)
                 tx_id = self.outbox.tx_id(e.local)
                 if tx_id is None:
                     # Its StartTransaction was given up: the CSMS cannot place it.
@@ -350,10 +355,13 @@ class ChargePoint:
                     self.outbox.pop(e)
                     continue
                 e.payload["transactionId"] = tx_id
+            elif e.action == "SecurityEventNotification":
+                security.restamp(e.payload)
             try:
                 answer = await self.rpc.call(e.action, e.payload, self.config.get("MessageTimeout"))
             except CallError as err:
-                self._failed(e, "%s %s" % (err.code, err.desc))
+                # NotImplemented, NotSupported: a CSMS that does not know the action
+                self._failed(e, "%s %s" % (err.code, err.desc), err.code in ("NotImplemented", "NotSupported"))
                 continue
             except CallTimeout:
                 self._failed(e, "no answer within MessageTimeout")
@@ -372,16 +380,21 @@ class ChargePoint:
                 return c.transaction
         return None
 
-    def _failed(self, e, why):
+    def _failed(self, e, why, unknown=False):
         # OCPP 1.6 §3.7.1 (errata): a transaction message the CSMS fails to
         # process (a CALLERROR, an invalid answer or none) is sent at most
         # TransactionMessageAttempts times, waiting TransactionMessageRetryInterval
         # x the number of earlier sends before each resend, then skipped. Other
         # messages are not resent: the next status or reading supersedes them.
-        # A lost link is no attempt: the message waits for the next connection.
+        # A KEPT one (SecurityEventNotification) follows the transaction rule,
+        # except that a CSMS that does not know the action (`unknown`: no
+        # security extension) is not asked again; a skipped event stays in the
+        # security log. A lost link is no attempt: the message waits for the
+        # next connection.
         e.attempts += 1
-        what = e.action if e.local is None else "%s of transaction %d" % (e.action, e.local)
-        if e.local is None or e.attempts >= self.config.get("TransactionMessageAttempts"):
+        what = "%s of transaction %d" % (e.action, e.local) if e.local else e.action
+        if e.local is None or e.attempts >= self.config.get("TransactionMessageAttempts") or (
+                unknown and e.local == 0):  # outbox.KEPT
             log.warn("outbox", "%s dropped after %d attempt%s, the CSMS did not process it: %s%s" % (
                 what, e.attempts, "" if e.attempts == 1 else "s", why,
                 "; its later messages go too" if e.action == "StartTransaction" else ""))
@@ -645,7 +658,7 @@ class ChargePoint:
             import maintenance
             if firmware:
                 job = maintenance.FirmwareUpdate(self.station, self._firmware_status, self.tls,
-                                                 lambda: self.on_reset(False))
+                                                 lambda: self.on_reset(False, "installing an update"))
             else:
                 job = maintenance.DiagnosticsUpload(self.config.get("ChargePointId"),
                                                     self._notifier("DiagnosticsStatusNotification"), self.tls)
@@ -667,9 +680,8 @@ class ChargePoint:
             if rid is not None and done[0] != "Installed":  # L01.FR.29: the last status, for a trigger
                 job = self.maintenance(True)
                 job.status, job.request_id = done[0], rid
-            if done[0] == "Installed":
-                import security
-                security.event("FirmwareUpdated", "version %s" % done[1])
+            if done[0] == "Installed":  # whitepaper §8, at the first report of the new version
+                security.event("FirmwareUpdated", "version %s installed" % done[1])
             slots.clear_outcome()
             store.remove("fwsigned")
 

@@ -196,6 +196,15 @@ def table(cp):
         from ocpp.v16 import certsign
         return certsign.certificate_signed(cp, p)
 
+    # ---- Security whitepaper: the code lives in secext.py, imported on first use ----
+    def get_log(p):
+        from ocpp.v16 import secext
+        return secext.get_log(cp, p)
+
+    def extended_trigger_message(p):
+        from ocpp.v16 import secext
+        return secext.extended_trigger(cp, p)
+
     return {
         "SignedUpdateFirmware": signed_update_firmware,
         "CertificateSigned": certificate_signed,
@@ -218,6 +227,8 @@ def table(cp):
         "SetChargingProfile": set_charging_profile,
         "ClearChargingProfile": clear_charging_profile,
         "GetCompositeSchedule": get_composite_schedule,
+        "GetLog": get_log,
+        "ExtendedTriggerMessage": extended_trigger_message,
     }
 
 

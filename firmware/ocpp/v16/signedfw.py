@@ -20,10 +20,9 @@ def let_go():
     # The parsers and this module are tens of KB of RAM from .mpy: let go
     # once the request is answered (the update's task keeps what it uses).
     import sys
-    import certs
     import ocpp.v16
-    certs.unload()
-    sys.modules.pop("ocpp.v16.signedfw", None)
+    for m in ("certstore", "x509", "der", "p256", "rsa", "ocpp.v16.signedfw"):  # as certs.unload()
+        sys.modules.pop(m, None)
     try:
         delattr(ocpp.v16, "signedfw")
     except (AttributeError, KeyError):  # not there (MicroPython: KeyError)
@@ -42,7 +41,11 @@ def _allow_plain(cp):
     # installed the plain UpdateFirmware works (a CSMS without the security
     # extension can still update the station); once one is, only signed
     # files can reach it: UpdateFirmware gets CALLERROR NotSupported.
-    if _certs(cp).roots("ManufacturerRootCertificate"):
+    try:
+        store = _certs(cp)
+    except ImportError:  # a build without the certificate store: no root can be installed
+        return
+    if store.roots("ManufacturerRootCertificate"):
         log.warn(_TAG, "UpdateFirmware refused (NotSupported): a ManufacturerRootCertificate is installed, "
                        "so only SignedUpdateFirmware is accepted")
         raise CallError("NotSupported", "a ManufacturerRootCertificate is installed: use SignedUpdateFirmware")

@@ -163,6 +163,9 @@ def table(cp):
     # ---- Firmware Management (maintenance.py runs the transfers) ---------------
     def update_firmware(p):
         # §5.19: an empty confirmation; the download starts at retrieveDate.
+        # Whitepaper L01.FR.20: NotSupported once a ManufacturerRootCertificate is installed.
+        from ocpp.v16 import signedfw
+        signedfw.allow_plain(cp)
         at = clock.parse(p["retrieveDate"]) or clock.now()
         return {}, lambda: _start(cp.maintenance(True).request, p["location"], at,
                                   p.get("retries", _RETRIES), p.get("retryInterval", _RETRY_INTERVAL))
@@ -182,6 +185,17 @@ def table(cp):
         log.info("ocpp", "CSMS asks for %s: %s" % (p["requestedMessage"], status))
         return ({"status": status}, after) if after else {"status": status}
 
+    # ---- Security whitepaper: the code lives in modules imported on first use ----
+    def signed_update_firmware(p):
+        # L01
+        from ocpp.v16 import signedfw
+        return signedfw.signed_update_firmware(cp, p)
+
+    def certificate_signed(p):
+        # A02, A03
+        from ocpp.v16 import certsign
+        return certsign.certificate_signed(cp, p)
+
     # ---- Security whitepaper: the code lives in secext.py, imported on first use ----
     def get_log(p):
         from ocpp.v16 import secext
@@ -192,6 +206,8 @@ def table(cp):
         return secext.extended_trigger(cp, p)
 
     return {
+        "SignedUpdateFirmware": signed_update_firmware,
+        "CertificateSigned": certificate_signed,
         "DataTransfer": data_transfer,
         "ChangeConfiguration": change_configuration,
         "GetConfiguration": get_configuration,

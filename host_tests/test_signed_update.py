@@ -177,7 +177,8 @@ def test_a_bad_signature_installs_nothing(csms, firmware_factory, web, bundle, k
     install_root(csms, keys)
     assert signed_update(csms, web + "/signed.bin", keys["rsa"], bytes(sig), 7) == "Accepted"
     wait(lambda: ("InvalidSignature", 7) in signed(csms), 60, "InvalidSignature")
-    fw.wait_line(r"InvalidFirmwareSignature")  # the security log (not a critical event: section 8)
+    fw.wait_line(r"InvalidFirmwareSignature")  # the security log, and sent (L01.FR.03)
+    wait(lambda: "InvalidFirmwareSignature" in security_events(csms), 10, "the InvalidFirmwareSignature event")
     # ExtendedTriggerMessage gives the last status, with its requestId (L01.FR.29)
     answer = csms.run_call("CP001", call.ExtendedTriggerMessage(requested_message="FirmwareStatusNotification"))
     assert answer.status == "Accepted"
@@ -209,13 +210,13 @@ def test_a_signing_certificate_that_does_not_chain_is_refused_before_any_downloa
     url = web + "/signed.bin"
     # no ManufacturerRootCertificate installed: nothing can be verified
     assert signed_update(csms, url, keys["ec"], pki.sign_file(keys["ec"].key, data), 1) == "InvalidCertificate"
-    fw.wait_line(r"security: InvalidFirmwareSigningCertificate: no ManufacturerRootCertificate is installed")
+    fw.wait_line(r"security: InvalidFirmwareSigningCertificate.*: no ManufacturerRootCertificate is installed")
     install_root(csms, keys)
     for rid, who, why in ((2, "other", "no trusted issuer"), (3, "expired", "has expired"),
                           (4, "short", "less than 2048 bits")):
         sig = pki.sign_file(keys[who].key, data)
         assert signed_update(csms, url, keys[who], sig, rid) == "InvalidCertificate", who
-        fw.wait_line(r"security: InvalidFirmwareSigningCertificate: .*" + why)
+        fw.wait_line(r"security: InvalidFirmwareSigningCertificate.*: .*" + why)
     garbage = {"location": url, "retrieveDateTime": scenario.iso(0), "signature": "AAAA",
                "signingCertificate": "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n"
                                      "-----END CERTIFICATE-----\n"}
@@ -224,7 +225,9 @@ def test_a_signing_certificate_that_does_not_chain_is_refused_before_any_downloa
     time.sleep(2)
     assert Files.gets == []  # nothing downloaded
     assert signed(csms) == []
-    fw.wait_line(r"security: InvalidFirmwareSigningCertificate: ")
+    fw.wait_line(r"security: InvalidFirmwareSigningCertificate.*: ")
+    # each refusal is sent to the CSMS too (L01.FR.02)
+    wait(lambda: security_events(csms).count("InvalidFirmwareSigningCertificate") == 5, 10, "5 events")
     # a location the station cannot fetch: Rejected (the certificate is good)
     assert signed_update(csms, "sftp://127.0.0.1/x.bin", keys["ec"], b"x", 6) == "Rejected"
     assert csms.violations == []

@@ -185,29 +185,7 @@ def table(cp):
         log.info("ocpp", "CSMS asks for %s: %s" % (p["requestedMessage"], status))
         return ({"status": status}, after) if after else {"status": status}
 
-    # ---- Security whitepaper: the code lives in modules imported on first use ----
-    def signed_update_firmware(p):
-        # L01
-        from ocpp.v16 import signedfw
-        return signedfw.signed_update_firmware(cp, p)
-
-    def certificate_signed(p):
-        # A02, A03
-        from ocpp.v16 import certsign
-        return certsign.certificate_signed(cp, p)
-
-    # ---- Security whitepaper: the code lives in secext.py, imported on first use ----
-    def get_log(p):
-        from ocpp.v16 import secext
-        return secext.get_log(cp, p)
-
-    def extended_trigger_message(p):
-        from ocpp.v16 import secext
-        return secext.extended_trigger(cp, p)
-
     return {
-        "SignedUpdateFirmware": signed_update_firmware,
-        "CertificateSigned": certificate_signed,
         "DataTransfer": data_transfer,
         "ChangeConfiguration": change_configuration,
         "GetConfiguration": get_configuration,
@@ -227,18 +205,23 @@ def table(cp):
         "SetChargingProfile": set_charging_profile,
         "ClearChargingProfile": clear_charging_profile,
         "GetCompositeSchedule": get_composite_schedule,
-        # Security extension: certificates (certops.py, imported on first use)
-        "InstallCertificate": lambda p: _certops("install", cp, p),
-        "GetInstalledCertificateIds": lambda p: _certops("ids", cp, p),
-        "DeleteCertificate": lambda p: _certops("delete", cp, p),
-        "GetLog": get_log,
-        "ExtendedTriggerMessage": extended_trigger_message,
+        # Security whitepaper: the code lives in modules imported at the first such CALL
+        "GetLog": _on_demand(cp, "secext", "get_log"),  # N01
+        "ExtendedTriggerMessage": _on_demand(cp, "secext", "extended_trigger"),
+        "InstallCertificate": _on_demand(cp, "certops", "install"),  # M05
+        "GetInstalledCertificateIds": _on_demand(cp, "certops", "ids"),  # M03
+        "DeleteCertificate": _on_demand(cp, "certops", "delete"),  # M04
+        "SignedUpdateFirmware": _on_demand(cp, "signedfw", "signed_update_firmware"),  # L01
+        "CertificateSigned": _on_demand(cp, "certsign", "certificate_signed"),  # A02, A03
     }
 
 
-def _certops(op, cp, p):
-    from ocpp.v16 import certops
-    return getattr(certops, op)(cp, p)
+def _on_demand(cp, module, name):
+    # A handler whose code lies in ocpp/v16/<module>.py: imported at its first call.
+    def handler(p):
+        m = __import__("ocpp.v16." + module, None, None, (name,), 0)
+        return getattr(m, name)(cp, p)
+    return handler
 
 
 async def _start(fn, *args):

@@ -156,5 +156,7 @@ def restamp(p):
     k = _unset.pop(p.get("timestamp"), None) if _unset else None
     if k is not None and clock.synced():
         ago = time.ticks_diff(time.ticks_ms(), k)
-        if ago >= 0:
-            p["timestamp"] = clock.iso(clock.now() - ago // 1000)
+        t = clock.now() - ago // 1000
+        # only when the clock has really moved since (a second of rounding is no news)
+        if ago >= 0 and abs(t - (clock.parse(p["timestamp"]) or 0)) > 60:
+            p["timestamp"] = clock.iso(t)

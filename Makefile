@@ -69,8 +69,12 @@ bundle: $(BIN)/.installed
 # and source), live heap, code size per board architecture, answer times against a charge
 # point on the ocpp library, loop stall, boot time. Prints one table, writes the same
 # figures to build/bench.json. Takes about 4 minutes (plus the first firmware builds).
+# The crypto figures (issue #13) come after: P-256 / RSA, X.509 and CSR, signed updates.
 bench: $(BIN)/.installed
 	$(if $(MPY_SRC),MPY_SRC=$(call shq,$(MPY_SRC)) )$(BIN)/python tools/bench.py
+	$(BIN)/python tools/bench_crypto.py
+	$(BIN)/python tools/bench_x509.py
+	$(BIN)/python tools/bench_signed.py
 
 clean:
 	rm -rf build data

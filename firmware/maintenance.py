@@ -1,12 +1,15 @@
 # Remote maintenance: a firmware update (OCPP 1.6 §5.19 UpdateFirmware, §4.5
-# FirmwareStatusNotification) and the upload of the station's log (§5.9
-# GetDiagnostics, §4.4 DiagnosticsStatusNotification). Both run as tasks
-# beside charging; a failed or silent server costs them retries, never the
-# OCPP link or a transaction. Imported on the first such request (or at boot
-# when an update request is stored), never otherwise.
+# FirmwareStatusNotification; the security whitepaper's signed update, L01
+# SignedUpdateFirmware and SignedFirmwareStatusNotification) and the upload of
+# the station's log (§5.9 GetDiagnostics, §4.4 DiagnosticsStatusNotification).
+# Both run as tasks beside charging; a failed or silent server costs them
+# retries, never the OCPP link or a transaction. Imported on the first such
+# request (or at boot when an update request is stored), never otherwise.
 #
-# The protocol layer gives each a notify(status) that sends the notification,
-# and reads .status for TriggerMessage ("Idle" when nothing is under way).
+# The protocol layer gives each a notify(status) that sends the notification
+# (the firmware update's: notify(status, request_id), request_id None for a
+# plain update), and reads .status for TriggerMessage ("Idle" when nothing is
+# under way; a signed update keeps its last status, L01.FR.29).
 import asyncio
 import os
 from micropython import const
@@ -51,14 +54,24 @@ class _Job:
         self.status = status
         log.info(self.tag, "%s%s" % (status, what and ": " + what))
         try:
-            self.notify(status)
+            self._report(status)
         except Exception as e:  # the link's business; the job goes on
             log.exc(self.tag, "cannot report %s" % status, e)
 
+    def _report(self, status):
+        self.notify(status)
+
     def _start(self, coro):
+        self.cancel()
+        self.task = asyncio.create_task(coro)
+
+    def running(self):
+        return self.task is not None and not self.task.done()
+
+    def cancel(self):
         if self.task:
             self.task.cancel()
-        self.task = asyncio.create_task(coro)
+            self.task = None
 
     async def _tries(self, attempts, interval, once, failed):
         # once() up to `attempts` times, `interval` s apart -> True when it succeeded
@@ -81,17 +94,37 @@ class _Job:
 
 class FirmwareUpdate(_Job):
     # The request is kept in flash ("fwupdate") until it ends, so that one
-    # whose retrieveDate lies ahead survives a restart.
+    # whose retrieveDate lies ahead survives a restart. A signed update's
+    # (SignedUpdateFirmware) also holds its requestId "id" (which marks the
+    # kind), the signing certificate's public key "key" (checked against the
+    # ManufacturerRootCertificate when it was asked for: ["ec", hex of the
+    # point] or ["rsa", hex of n, e]), the signature "sig" (base64) and the
+    # installDateTime "inst" (0: at once); its requestId is kept in "fwsigned"
+    # across the restart into the new version, for Installed (L01.FR.10).
     def __init__(self, station, notify, tls, restart):
         super().__init__(_TAG, notify)
         self.station = station
         self.store = station.store
         self.tls = tls  # () -> the TLS context of the CSMS link (its CA), for https://
         self.restart = restart  # () -> restarts the station into the new application
+        self.request_id = None  # the signed update's requestId; None: UpdateFirmware
+        self._held = []  # connectors held Unavailable until the install (L01.FR.07)
 
-    def request(self, location, retrieve, retries, interval):
-        # UpdateFirmware: a new request replaces the one under way.
+    def _report(self, status):
+        self.notify(status, self.request_id)
+
+    def installing(self):
+        # The install has begun: it cannot be canceled any more (L01.FR.27).
+        return self.running() and self.status in ("Installing", "InstallRebooting")
+
+    def request(self, location, retrieve, retries, interval, signed=None):
+        # UpdateFirmware, or SignedUpdateFirmware with signed = {"id", "key",
+        # "sig", "inst"}: a new request replaces the one under way.
         req = {"location": location, "at": retrieve, "retries": max(retries, 0), "interval": max(interval, 0)}
+        if signed:
+            req.update(signed)
+        self.cancel()
+        self.store.remove("fwsigned")
         self.store.save("fwupdate", req)
         self._start(self._run(req))
 
@@ -105,9 +138,12 @@ class FirmwareUpdate(_Job):
 
     async def _run(self, req):
         import update
+        self.request_id = rid = req.get("id")
         url = req["location"]
         if req["at"] > clock.now():
             log.info(_TAG, "downloading %s at %s" % (_shown(url), clock.iso(req["at"])))
+            if rid is not None:
+                self._set("DownloadScheduled", clock.iso(req["at"]))
             await _sleep_until(req["at"])
         path = update.download_path()
 
@@ -118,15 +154,24 @@ class FirmwareUpdate(_Job):
         ok = await self._tries(1 + req["retries"], req["interval"], once, "DownloadFailed")
         if ok:
             self._set("Downloaded", "version %s" % self.version)
-            ok = await self._install(update, path)
+            if rid is not None:
+                ok = await self._verify(path, req)
+                if ok and req.get("inst", 0) > clock.now():  # L01.FR.16
+                    self._set("InstallScheduled", clock.iso(req["inst"]))
+                    await _sleep_until(req["inst"])
+            if ok:
+                ok = await self._install(update, path)
         self.store.remove("fwupdate")
         if not ok:
             _remove(path)
-            self.status = "Idle"
+            if rid is None:
+                self.status = "Idle"
             return
         # The new application is tried at the next boot; it reports Installed
         # (or the boot stage InstallationFailed) after its BootNotification.
-        await asyncio.sleep(2)  # Installing goes out first
+        if rid is not None:
+            self._set("InstallRebooting", "version %s" % self.version)
+        await asyncio.sleep(2)  # the last status goes out first
         log.info(_TAG, "restarting into version %s" % self.version)
         self.restart()
 
@@ -155,22 +200,106 @@ class FirmwareUpdate(_Job):
             raise ValueError("nothing received")
         return got[0].finish()
 
+    async def _verify(self, path, req):
+        # L01.FR.04: the signature over the whole file as stored on flash (its
+        # SHA-256 taken block by block, never the file in RAM), with the
+        # signing certificate's key -> True (SignatureVerified), or False
+        # (InvalidSignature and the security event; nothing is installed).
+        import hashlib
+        h = hashlib.sha256()
+        buf = bytearray(_BLOCK)
+        mv = memoryview(buf)
+        why = None
+        try:
+            with open(path, "rb") as f:
+                while True:
+                    n = f.readinto(buf)
+                    if not n:
+                        break
+                    h.update(mv[:n])
+                    await asyncio.sleep_ms(0)
+            buf = mv = None
+            ok = signature_ok(req["key"], h.digest(), req["sig"])
+            import sys
+            for m in ("p256", "rsa", "der"):  # tens of KB from .mpy: not kept
+                sys.modules.pop(m, None)
+            if not ok:
+                why = "the signature does not match the file and the signing certificate"
+        except Exception as e:  # a signature that is not base64, a flash error, MemoryError: not verified
+            why = "the signature cannot be checked: %s %s" % (type(e).__name__, e)
+        if why is None:
+            self._set("SignatureVerified", "version %s" % self.version)
+            return True
+        self._set("InvalidSignature", why)
+        import security
+        security.event("InvalidFirmwareSignature", "version %s: %s" % (self.version, why))
+        return False
+
     async def _install(self, update, path):
         # Not while a vehicle charges: the running transactions end first.
+        # A signed update holds the connectors Unavailable from then until the
+        # restart, so that no transaction starts that the restart would cut
+        # (L01.FR.06, FR.07; not stored: the restart frees them, as does a
+        # failed install or a cancel).
         said = False
-        while any(c.transaction for c in self.station.connectors):
-            if not said:
-                log.info(_TAG, "version %s is downloaded; it is installed once the running transactions end"
-                         % self.version)
-                said = True
-            await asyncio.sleep(_TX_POLL)
-        self._set("Installing", "version %s" % self.version)
+        signed = self.request_id is not None
         try:
+            while any(c.transaction for c in self.station.connectors):
+                if not said:
+                    log.info(_TAG, "version %s is downloaded; it is installed once the running transactions end"
+                             % self.version)
+                    said = True
+                    if signed:
+                        self._hold(True)
+                await asyncio.sleep(_TX_POLL)
+            if signed:
+                self._hold(True)
+                self.store.save("fwsigned", {"id": self.request_id})  # for Installed after the restart
+            self._set("Installing", "version %s" % self.version)
             await update.install(path)
+        except asyncio.CancelledError:
+            self._hold(False)
+            raise
         except Exception as e:  # UpdateError, OSError: the running application stays
+            self._hold(False)
+            self.store.remove("fwsigned")
             self._set("InstallationFailed", str(e))
             return False
         return True
+
+    def _hold(self, on):
+        st = self.station
+        if on == bool(self._held):
+            return
+        if on:
+            self._held = [c for c in st.connectors[1:] if c.operative]
+        for c in self._held:
+            c.operative = not on
+            st.refresh(c)
+        if not on:
+            self._held = []
+
+
+def signature_ok(key, digest, sig):
+    # key: ["rsa", hex n, e] -> RSA-PSS, SHA-256, MGF1-SHA-256, any salt length;
+    # ["ec", hex point] -> ECDSA P-256 over SHA-256, the signature DER
+    # (ECDSA-Sig-Value, as openssl writes it) or r|s (64 bytes). sig: base64.
+    # Raises ValueError for a signature that is not base64.
+    import binascii
+    raw = binascii.a2b_base64(sig)
+    if key[0] == "rsa":
+        import rsa
+        return rsa.verify_pss(int(key[1], 16), key[2], digest, raw)
+    import p256
+    pub = binascii.unhexlify(key[1])
+    try:
+        import der
+        r, s = der.ecdsa_sig_decode(raw)
+        if p256.verify(pub, digest, r, s):
+            return True
+    except ValueError:
+        pass
+    return len(raw) == 64 and p256.verify(pub, digest, int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
 
 
 class DiagnosticsUpload(_Job):

@@ -34,9 +34,10 @@ except ImportError:  # CPython: the fast tests import clock, whose set() may rai
     def const(x):
         return x
 
-# Section 8's critical events, between spaces (a str: no objects in RAM when frozen).
+# The events sent to the CSMS, between spaces (a str: no objects in RAM when frozen):
+# section 8's critical ones, and the two L01.FR.02/03 says SHALL be sent.
 _CRITICAL = (" FirmwareUpdated SettingSystemTime StartupOfTheDevice ResetOrReboot SecurityLogWasCleared"
-             " MemoryExhaustion TamperDetectionActivated ")
+             " MemoryExhaustion TamperDetectionActivated InvalidFirmwareSignature InvalidFirmwareSigningCertificate ")
 _HALF = const(8192)  # seclog.0 rotates when it would pass this
 _BURST = const(5)  # events of one kind recorded per _WINDOW
 _WINDOW = const(60000)  # ms

@@ -55,6 +55,8 @@ def test_malformed_calls_get_the_right_error_and_session_goes_on(csms, firmware_
 def test_handler_failure_is_internal_error_and_loop_survives():
     # The RPC layer with a handler that raises, on the unix port: a small
     # in-memory WebSocket stands in for the link (no network peer is involved).
+    # A handler that raises rpc.CallError is answered with that CALLERROR.
     out = run_mp(ROOT / "host_tests" / "mp" / "rpc_internal_error.py")
     lines = out.strip().splitlines()
-    assert lines[-2:] == ['[4, "c1", "InternalError", "Broken failed", {}]', '[3, "c2", {"status": "Accepted"}]'], out
+    assert lines[-3:] == ['[4, "c1", "InternalError", "Broken failed", {}]', '[4, "c3", "NotSupported", "not here", {}]',
+                          '[3, "c2", {"status": "Accepted"}]'], out

@@ -255,6 +255,12 @@ class ChargePointHandler(ocpp.v16.ChargePoint):
     def on_signed_fw(self, status, **kw):
         return call_result.SignedFirmwareStatusNotification()
 
+    @on("SignCertificate")
+    def on_sign_certificate(self, csr):
+        # the CSR is kept in csms.csrs; a test's CA answers it with CertificateSigned
+        self.csms.csrs.append((self.id, csr))
+        return call_result.SignCertificate(status=self.csms.sign_certificate_status)
+
 
 class DevCSMS:
     """A CSMS with a scriptable boot answer, an idTag list and a full frame record."""
@@ -296,6 +302,8 @@ class DevCSMS:
         self.errors = {}  # action -> (CALLERROR code, CALLs left to answer so: int or True)
         self.errored = []  # (time, cp, action, code) of the CALLERRORs sent
         self.restarts = 0
+        self.csrs = []  # (cp id, PEM CSR) of every SignCertificate
+        self.sign_certificate_status = "Accepted"
         self._listen = None  # (host, port, ssl) of the last start_in_thread
         self.listeners = []  # [(server, host, port, ssl)] opened by add_listener
 

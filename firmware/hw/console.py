@@ -10,7 +10,7 @@ import time
 import micropython
 import log
 
-HELP = "commands: plug <c>, unplug <c>, card <c> <idTag>, load <c> <amps>, set <key> <value>, status, datatransfer <vendorId> [messageId] [data], fault <c> [errorCode|off], lock <c> jam|free, ev <c> A..E|nodiode, mem, stall, heartbeat [n], quit"
+HELP = "commands: plug <c>, unplug <c>, card <c> <idTag>, load <c> <amps>, set <key> <value>, status, datatransfer <vendorId> [messageId] [data], fault <c> [errorCode|off], lock <c> jam|free, ev <c> A..E|nodiode, mem, modules, stall, heartbeat [n], quit"
 
 _stall = None  # [longest lateness in us, ticks_ms at start] once `stall` has run
 
@@ -102,6 +102,10 @@ async def _command(station, config, cp, meters, w):
         log.info("console", "memory: %d bytes in use, %d free%s" % (
             gc.mem_alloc(), gc.mem_free(), ", %d allocated since start" % total() if total else ""))
         micropython.qstr_info()  # interned names: in RAM when loaded, in flash when frozen
+    elif cmd == "modules":
+        # The modules loaded now: what the boot imports, what an operation leaves behind.
+        import sys
+        log.info("console", "modules: %s" % " ".join(sorted(sys.modules)))
     elif cmd == "stall":
         # The first call starts the monitor; each call reports the longest stall so far.
         if _stall is None:

@@ -26,7 +26,9 @@ _CORO = type(_coro())  # what an async def handler returns (MicroPython: a gener
 
 
 class CallError(Exception):
-    # The CSMS answered our CALL with a CALLERROR (or with an invalid answer).
+    # The CSMS answered our CALL with a CALLERROR (or with an invalid answer);
+    # raised by a handler, the CSMS's CALL is answered with this CALLERROR
+    # (e.g. NotSupported for UpdateFirmware once signed updates are enforced).
     # super(): MicroPython's Exception has no __init__ attribute to call directly.
     def __init__(self, code, desc):
         super().__init__(code)
@@ -271,6 +273,8 @@ class Rpc:
                 answer = await answer
             if type(answer) is tuple:
                 answer, after = answer
+        except CallError as e:  # the handler's own answer: that CALLERROR
+            return await self.error(msg_id, e.code, e.desc)
         except Exception as e:
             log.exc("ocpp", "%s handler failed" % action, e)
             return await self.error(msg_id, "InternalError", "%s failed" % action)

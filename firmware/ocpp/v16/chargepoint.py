@@ -116,6 +116,7 @@ class ChargePoint:
         self.tls = None  # () -> the CSMS link's TLS context, for https:// transfers (set by main)
         self.link = None  # the ocpp.link.Link that connects it (set by main): profile, certificate store
         self._jobs = [None, None]  # maintenance.DiagnosticsUpload, .FirmwareUpdate once asked for
+        self._cert_due = None  # Unix time of the next look at the client certificate (A03); 0: at once
         station.observer = self
         config.listen(self._config_changed)
 
@@ -272,6 +273,7 @@ class ChargePoint:
             if self.registration != "Accepted":
                 await self._boot()
                 self._report_update()
+            self._cert_due = 0  # at each connection, then when due
             # (Re)connected and accepted: tell the CSMS where every connector stands.
             for c in self.station.connectors:
                 self._queue_status(c)
@@ -467,6 +469,34 @@ class ChargePoint:
                             self._meter_values(c, c.transaction, cfg.get("MeterValuesAlignedData"), "Sample.Clock")
                             self._keep(c, c.transaction, cfg.get("StopTxnAlignedData"), "Sample.Clock")
             self._send_due_statuses()
+            if self._cert_due is not None and self.online and self.registration == "Accepted" and \
+                    clock.synced() and clock.now() >= self._cert_due:
+                self._look_at_client_certificate()
+
+    def _look_at_client_certificate(self):
+        # Whitepaper A03: the client certificate is renewed a month before it
+        # expires. Cheap while nothing is due: the "cpcert" file that
+        # ocpp/v16/certsign.py wrote when it installed the certificate (its
+        # expiry as a number, the CRC of its DER), no certificate parsed.
+        now = clock.now()
+        self._cert_due = now + 86400
+        rec = self.station.store.load("cpcert")
+        if rec is None and self.config.get("SecurityProfile") < 3:
+            return  # no client certificate of ours, none in use: nothing loaded
+        import certs
+        from binascii import crc32
+        c = certs.Store(self.station.store.root).client()
+        if c is None and rec is None:
+            return
+        if c and type(rec) is dict and rec.get("crc") == crc32(c[0][0]) and now < (rec.get("due") or 0):
+            self._cert_due = rec["due"]
+            return
+        c = None
+        from ocpp.v16 import certsign  # let go again by check()
+        try:
+            self._cert_due = certsign.check(self)
+        except Exception as e:  # never the meter loop's end
+            log.exc("certs", "cannot look at the client certificate", e)
 
     def _keep(self, c, tx, measurands, context):
         if tx and c.meter_ok:
@@ -544,6 +574,9 @@ class ChargePoint:
             return "Accepted", self._boot_now
         if what in ("DiagnosticsStatusNotification", "FirmwareStatusNotification"):
             job = self._jobs[what == "FirmwareStatusNotification"]
+            if job and getattr(job, "request_id", None) is not None:  # a signed update: its own message
+                return "Accepted", lambda: self._send_now("SignedFirmwareStatusNotification",
+                                                          {"status": job.status, "requestId": job.request_id})
             # errata: Idle when nothing is under way
             return "Accepted", lambda: self._send_now(what, {"status": job.status if job else "Idle"})
         if what == "Heartbeat":
@@ -625,8 +658,8 @@ class ChargePoint:
         if job is None:
             import maintenance
             if firmware:
-                job = maintenance.FirmwareUpdate(self.station, self._notifier("FirmwareStatusNotification"),
-                                                 self.tls, lambda: self.on_reset(False, "installing an update"))
+                job = maintenance.FirmwareUpdate(self.station, self._firmware_status, self.tls,
+                                                 lambda: self.on_reset(False, "installing an update"))
             else:
                 job = maintenance.DiagnosticsUpload(self.config.get("ChargePointId"),
                                                     self._notifier("DiagnosticsStatusNotification"), self.tls)
@@ -636,14 +669,31 @@ class ChargePoint:
     def _report_update(self):
         # The boot stage's word on the update installed before this boot
         # (Installed, or InstallationFailed after a rollback), once, after the
-        # BootNotification of the version that runs now (§4.5).
+        # BootNotification of the version that runs now (§4.5); for a signed
+        # update with its requestId (whitepaper L01.FR.10, kept in "fwsigned").
         done = slots.outcome()
         if done:
             log.info("update", "%s: %s" % done)
+            store = self.station.store
+            signed = store.load("fwsigned")
+            rid = signed.get("id") if type(signed) is dict else None
+            self._firmware_status(done[0], rid)
+            if rid is not None and done[0] != "Installed":  # L01.FR.29: the last status, for a trigger
+                job = self.maintenance(True)
+                job.status, job.request_id = done[0], rid
             if done[0] == "Installed":  # whitepaper §8, at the first report of the new version
                 security.event("FirmwareUpdated", "version %s installed" % done[1])
-            self._notifier("FirmwareStatusNotification")(done[0])
             slots.clear_outcome()
+            store.remove("fwsigned")
+
+    def _firmware_status(self, status, request_id=None):
+        # FirmwareStatusNotification, or for a signed update (SignedUpdateFirmware)
+        # SignedFirmwareStatusNotification with its requestId.
+        if request_id is None:
+            self.outbox.put("FirmwareStatusNotification", {"status": status})
+        else:
+            self.outbox.put("SignedFirmwareStatusNotification", {"status": status, "requestId": request_id})
+        self.wake.set()
 
     def _notifier(self, action):
         def notify(status):

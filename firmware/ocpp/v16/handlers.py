@@ -163,6 +163,9 @@ def table(cp):
     # ---- Firmware Management (maintenance.py runs the transfers) ---------------
     def update_firmware(p):
         # §5.19: an empty confirmation; the download starts at retrieveDate.
+        # Whitepaper L01.FR.20: NotSupported once a ManufacturerRootCertificate is installed.
+        from ocpp.v16 import signedfw
+        signedfw.allow_plain(cp)
         at = clock.parse(p["retrieveDate"]) or clock.now()
         return {}, lambda: _start(cp.maintenance(True).request, p["location"], at,
                                   p.get("retries", _RETRIES), p.get("retryInterval", _RETRY_INTERVAL))
@@ -181,15 +184,6 @@ def table(cp):
         status, after = cp.trigger(p["requestedMessage"], p.get("connectorId"))
         log.info("ocpp", "CSMS asks for %s: %s" % (p["requestedMessage"], status))
         return ({"status": status}, after) if after else {"status": status}
-
-    # ---- Security whitepaper: the code lives in secext.py, imported on first use ----
-    def get_log(p):
-        from ocpp.v16 import secext
-        return secext.get_log(cp, p)
-
-    def extended_trigger_message(p):
-        from ocpp.v16 import secext
-        return secext.extended_trigger(cp, p)
 
     return {
         "DataTransfer": data_transfer,
@@ -211,18 +205,23 @@ def table(cp):
         "SetChargingProfile": set_charging_profile,
         "ClearChargingProfile": clear_charging_profile,
         "GetCompositeSchedule": get_composite_schedule,
-        # Security extension: certificates (certops.py, imported on first use)
-        "InstallCertificate": lambda p: _certops("install", cp, p),
-        "GetInstalledCertificateIds": lambda p: _certops("ids", cp, p),
-        "DeleteCertificate": lambda p: _certops("delete", cp, p),
-        "GetLog": get_log,
-        "ExtendedTriggerMessage": extended_trigger_message,
+        # Security whitepaper: the code lives in modules imported at the first such CALL
+        "GetLog": _on_demand(cp, "secext", "get_log"),  # N01
+        "ExtendedTriggerMessage": _on_demand(cp, "secext", "extended_trigger"),
+        "InstallCertificate": _on_demand(cp, "certops", "install"),  # M05
+        "GetInstalledCertificateIds": _on_demand(cp, "certops", "ids"),  # M03
+        "DeleteCertificate": _on_demand(cp, "certops", "delete"),  # M04
+        "SignedUpdateFirmware": _on_demand(cp, "signedfw", "signed_update_firmware"),  # L01
+        "CertificateSigned": _on_demand(cp, "certsign", "certificate_signed"),  # A02, A03
     }
 
 
-def _certops(op, cp, p):
-    from ocpp.v16 import certops
-    return getattr(certops, op)(cp, p)
+def _on_demand(cp, module, name):
+    # A handler whose code lies in ocpp/v16/<module>.py: imported at its first call.
+    def handler(p):
+        m = __import__("ocpp.v16." + module, None, None, (name,), 0)
+        return getattr(m, name)(cp, p)
+    return handler
 
 
 async def _start(fn, *args):

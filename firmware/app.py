@@ -69,10 +69,12 @@ def build_connectors(board, ctx):
     return connectors, meters
 
 
-def seed_roots(store, cafile):
+def seed_roots(root, config, cafile):
     # --ca FILE (make sim CA=): on the first start with it, its certificates
     # (a PEM bundle or DER) become CentralSystemRootCertificates of the store;
     # from then on the store is what counts, managed like any other root.
+    import certs
+    store = certs.Store(root, config.get("CertificateStoreMaxLength"))
     try:
         if store.read("seeded") is not None:
             n = None
@@ -84,7 +86,6 @@ def seed_roots(store, cafile):
     except (OSError, ValueError) as e:
         log.error("boot", "--ca %s: cannot install it: %s" % (cafile, e))
         n = -1
-    import certs
     certs.unload()  # certstore: for this once
     if n is None:
         log.info("boot", "--ca %s ignored: the certificate store was seeded before, it is managed with "
@@ -105,6 +106,15 @@ async def run(opts):
     store = Store(root)
     safe = tasks.boot_check(store)
     config = Config(store, board.get("config"))
+    if "CsmsUrl" in opts:  # (checked below)
+        config.set("CsmsUrl", opts["CsmsUrl"], False)
+    # The security profile's first start and the --ca seeding, before the runtime objects:
+    # what they import for this once leaves no holes among those (a TLS session in the
+    # heap needs a large free block).
+    link.prepare(config, store)
+    if opts.get("ca"):
+        seed_roots(root, config, opts["ca"])
+    gc.collect()  # the next allocations from the bottom of the heap again
     log.start(store.root, config)  # the flash log, from here on
     outbox = Outbox(root, config.get("TransactionQueueBytes"))
     security.start(store.root, outbox)  # the security log and its notifications, from here on
@@ -124,6 +134,7 @@ async def run(opts):
         config.get("ChargePointId"), board.get("name", "?"), config.get("CsmsUrl")))
 
     connectors, meters, reader, watchdog, boot_fields = await build_hardware(board, data, safe)
+    gc.collect()  # what identifying the hardware left: the runtime objects from the bottom of the heap
     station = Station(config, connectors, store)
     config.check(station.check_config)  # measurands the meters cannot deliver are Rejected
     if safe:  # reported to the CSMS as a warning on connector 0
@@ -132,8 +143,6 @@ async def run(opts):
     cp = ChargePoint(station, config, boot_fields, root, outbox)
     cp.on_reset = restart
     cp.link = link.Link(cp, config, store)
-    if opts.get("ca"):
-        seed_roots(cp.link.certs(), opts["ca"])
     cp.tls = cp.link.roots_context  # the https:// transfers trust the same roots
     gc.collect()
 

@@ -133,11 +133,16 @@ class Store:
         # (made anew for each connection: a root installed now counts from the
         # next one) and, for security profile 3, the client certificate. mbedTLS
         # sends the leaf only: the CSMS must know an intermediate CA itself.
+        import gc
         import ws
         c = self.client() if client else None
         if client and c is None:
             raise ws.WSError("SecurityProfile 3 but no client certificate is installed")
-        return ws.tls_context(self.each(CS), c[0][0], c[1]) if c else ws.tls_context(self.each(CS))
+        roots = self.roots(CS)
+        # The files' buffers go before mbedTLS (in the heap on some ports) allocates its
+        # many small pieces: among them they would split the room the TLS session needs.
+        gc.collect()
+        return ws.tls_context(roots, c[0][0], c[1]) if c else ws.tls_context(roots)
 
     def pending_key(self):
         b = self.read(_PENDING)

@@ -66,8 +66,10 @@ def install(s, kind, data, check=True):
     # InstallCertificate (M05): "Accepted" (also for a certificate that is
     # installed already: no second copy), "Rejected" (not one PEM or DER
     # certificate, not a CA, expired, or the store is full), "Failed"
-    # (the flash did not take it). check=False (an installer's --ca file):
-    # only what mbedTLS itself needs, no X.509 parsing.
+    # (the flash did not take it). check=False (an installer's --ca file, at
+    # boot): stored as it is, no X.509 parsing and no trial TLS context (on a
+    # board whose mbedTLS allocates from the heap that would split the room
+    # the first TLS session needs).
     if kind not in PREFIX:
         return "Rejected"
     der = _der(data)
@@ -79,12 +81,12 @@ def install(s, kind, data, check=True):
         if why:
             log.warn(_TAG, "%s rejected: %s" % (kind, why))
             return "Rejected"
-    try:  # the TLS stack must take it as a trust anchor too
-        import ssl
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=der)
-    except (ValueError, OSError) as e:
-        log.warn(_TAG, "%s rejected: the TLS stack cannot load it (%s)" % (kind, e))
-        return "Rejected"
+        try:  # the TLS stack must take it as a trust anchor too
+            import ssl
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=der)
+        except (ValueError, OSError) as e:
+            log.warn(_TAG, "%s rejected: the TLS stack cannot load it (%s)" % (kind, e))
+            return "Rejected"
     name = PREFIX[kind] + binascii.hexlify(hashlib.sha256(der).digest()[:8]).decode() + ".der"
     if s.read(name) == der:
         log.info(_TAG, "%s %s is installed already" % (kind, name[3:-4]))

@@ -69,6 +69,13 @@ def _rules(fn, *args):
             pass
 
 
+def prepare(config, store):
+    # At boot: the first start of a data directory (no "secprofile" record yet)
+    # gives SecurityProfile its value (secprofile.start).
+    if store.load("secprofile") is None:
+        _rules("start", config, store)
+
+
 class Link:
     def __init__(self, cp, config, store):
         self.cp = cp
@@ -81,11 +88,12 @@ class Link:
         self._now = False  # reconnect at once: new credentials or profile
         self._own = False  # the link itself changes SecurityProfile / CsmsUrl (fallback)
         self._p = None  # the profile before a change
-        sec = store.load("secprofile")
+        sec = store.load("secprofile") or {}  # prepare() made it
         # a trial: {"from", "to", "url", "fails"} while a raised profile has not connected yet
-        self.trial = sec.get("trial") if type(sec) is dict else None
-        if type(sec) is not dict or self.trial and self.trial.get("to") != self.profile():
-            _rules("start", self, sec)  # the first start, or a profile changed at the console
+        self.trial = sec.get("trial")
+        if self.trial and self.trial.get("to") != self.profile():  # changed at the console meanwhile
+            self.trial = None
+            _rules("save", self)
         self._p = self.profile()
         config.check(self._check)
         config.listen(self._changed)

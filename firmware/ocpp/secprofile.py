@@ -29,17 +29,18 @@ def derive_profile(config, root):
     return 2 if wss else 1
 
 
-def start(ln, sec):
-    # At boot. No "secprofile" record (sec not a dict): a new data directory,
-    # or one from before the profiles: a SecurityProfile the installer stored
-    # (cfg.set) is kept, else it is derived from the configuration. Or a
-    # trial whose raised profile was changed at the console meanwhile: void.
-    if type(sec) is not dict and "SecurityProfile" not in (ln.store.load("config") or {}):
-        p = derive_profile(ln.config, ln.store.root)
-        ln.config.set("SecurityProfile", p, False)
+def start(config, store):
+    # No "secprofile" record yet: a new data directory, or one from before the
+    # profiles. A SecurityProfile the installer stored (cfg.set) is kept, else
+    # it is derived from the configuration.
+    if "SecurityProfile" not in (store.load("config") or {}):
+        p = derive_profile(config, store.root)
+        config.set("SecurityProfile", p, False)
         log.info("link", "SecurityProfile %d, from the configuration (first start with security profiles)" % p)
-    ln.trial = None
-    save(ln)
+    try:
+        store.save("secprofile", {})
+    except OSError:
+        pass  # logged by the store: derived again at the next start
 
 
 def save(ln):

@@ -47,13 +47,20 @@ def _ops():
     return certstore
 
 
-def unload():
+def unload(own=None):
     # The operations and the parsers they pulled in are tens of KB of RAM
     # when loaded from .mpy: not kept between the rare certificate operations
     # (a caller that imported one itself keeps its reference, of course).
+    # own: the caller's module too ("ocpp.v16.certsign"), also off its package.
     import sys
-    for m in ("certstore", "x509", "der", "p256", "rsa"):
+    for m in ("certstore", "x509", "der", "p256", "rsa", own):
         sys.modules.pop(m, None)
+    if own:
+        i = own.rfind(".")
+        try:
+            delattr(sys.modules[own[:i]], own[i + 1:])
+        except (AttributeError, KeyError):  # not there (MicroPython: KeyError)
+            pass
 
 
 class Store:

@@ -220,9 +220,8 @@ class FirmwareUpdate(_Job):
                     await asyncio.sleep_ms(0)
             buf = mv = None
             ok = signature_ok(req["key"], h.digest(), req["sig"])
-            import sys
-            for m in ("p256", "rsa", "der"):  # tens of KB from .mpy: not kept
-                sys.modules.pop(m, None)
+            import certs
+            certs.unload()  # the parsers: tens of KB from .mpy, not kept
             if not ok:
                 why = "the signature does not match the file and the signing certificate"
         except Exception as e:  # a signature that is not base64, a flash error, MemoryError: not verified

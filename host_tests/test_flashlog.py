@@ -25,7 +25,7 @@ import json
 from hw import unixflash
 unixflash.mount(%r)
 d = {}
-for n in ("log.1", "log.0"):
+for n in %r:
     try:
         with open("/flash/" + n) as f:
             d[n] = f.read()
@@ -75,9 +75,9 @@ def run_mp_code(code, where):
     return run_mp(path, timeout=120)
 
 
-def flash_files(data_dir):
-    """{"log.1": text, "log.0": text} of the emulated flash in data_dir (files that exist)."""
-    text = run_mp_code(READ % str(data_dir), data_dir.parent)
+def flash_files(data_dir, names=("log.1", "log.0")):
+    """{"log.1": text, "log.0": text} of the emulated flash in data_dir (the named files that exist)."""
+    text = run_mp_code(READ % (str(data_dir), names), data_dir.parent)
     return json.loads([ln for ln in text.splitlines() if ln.startswith("= ")][-1][2:])
 
 

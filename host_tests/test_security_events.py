@@ -18,6 +18,7 @@ from ocpp.v16 import call
 
 import scenario
 from conftest import run_mp
+from test_flashlog import flash_files, run_mp_code
 from dev_csms import DevCSMS
 from test_maintenance import Files, booted, fw_statuses, update, web  # noqa: F401 (web: a fixture)
 from test_transaction_queue import free_port
@@ -25,31 +26,9 @@ from test_transaction_queue import free_port
 EVENT = "SecurityEventNotification"
 LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) (CRITICAL|INFO) (\w+)(?: (.*))?$")
 
-READ = """
-import json
-from hw import unixflash
-unixflash.mount(%r)
-d = {}
-for n in ("seclog.1", "seclog.0"):
-    try:
-        with open("/flash/" + n) as f:
-            d[n] = f.read()
-    except OSError:
-        pass
-print("= " + json.dumps(d))
-"""
-
-
-def run_code(code, where):
-    path = where / "script.py"
-    path.write_text(code)
-    return run_mp(path, timeout=120)
-
-
 def security_log(data_dir):
     """The security log in the emulated flash of data_dir: [(stamp, level, kind, techInfo)]."""
-    out = run_code(READ % str(data_dir), data_dir.parent)
-    files = json.loads([ln for ln in out.splitlines() if ln.startswith("= ")][0][2:])
+    files = flash_files(data_dir, ("seclog.1", "seclog.0"))
     text = files.get("seclog.1", "") + files.get("seclog.0", "")
     lines = text.splitlines()
     parsed = [LINE.match(ln) for ln in lines]
@@ -330,7 +309,7 @@ def read(src=security, name="seclog.%%d"):
 
 
 def drive(tmp_path, code):
-    text = run_code(DRIVER % {"data": str(tmp_path / "d")} + code, tmp_path)
+    text = run_mp_code(DRIVER % {"data": str(tmp_path / "d")} + code, tmp_path)
     return [json.loads(ln[2:]) for ln in text.splitlines() if ln.startswith("= ")], text
 
 

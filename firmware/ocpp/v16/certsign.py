@@ -33,15 +33,8 @@ def let_go():
     # What a certificate operation loaded (the parsers, P-256 and its table,
     # this module) is tens of KB of RAM when loaded from .mpy: let go once the
     # operation is over (a running coroutine keeps what it uses).
-    import sys
     import certs
-    import ocpp.v16
-    certs.unload()
-    sys.modules.pop("ocpp.v16.certsign", None)
-    try:
-        delattr(ocpp.v16, "certsign")
-    except (AttributeError, KeyError):  # not there (MicroPython: KeyError)
-        pass
+    certs.unload("ocpp.v16.certsign")
 
 
 def _cn(cp):

@@ -19,14 +19,8 @@ def _certs(cp):
 def let_go():
     # The parsers and this module are tens of KB of RAM from .mpy: let go
     # once the request is answered (the update's task keeps what it uses).
-    import sys
-    import ocpp.v16
-    for m in ("certstore", "x509", "der", "p256", "rsa", "ocpp.v16.signedfw"):  # as certs.unload()
-        sys.modules.pop(m, None)
-    try:
-        delattr(ocpp.v16, "signedfw")
-    except (AttributeError, KeyError):  # not there (MicroPython: KeyError)
-        pass
+    import certs
+    certs.unload("ocpp.v16.signedfw")
 
 
 def allow_plain(cp):

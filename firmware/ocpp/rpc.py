@@ -111,7 +111,8 @@ class Rpc:
     #   `after` is a coroutine function run once the response has been sent
     #   (TriggerMessage, Reset: the confirmation goes first).
     # gate(action) -> None to dispatch normally, False to leave the CALL
-    #   unanswered (boot Rejected), or a response dict to answer without the handler.
+    #   unanswered (boot Rejected), a response dict to answer without the
+    #   handler, or a CallError to answer with.
     # check(action, payload, response) -> None or (code, description).
     def __init__(self, handlers, check, gate=None):
         self.handlers = handlers
@@ -264,6 +265,8 @@ class Rpc:
             if verdict is False:
                 log.info("ocpp", "%s not answered: the CSMS rejected our boot" % action)
                 return
+            if type(verdict) is CallError:  # e.g. 2.0.1's SecurityError while Rejected (B03.FR.08)
+                return await self.error(msg_id, verdict.code, verdict.desc)
             if verdict is not None:
                 return await self.result(msg_id, verdict)
         after = None
@@ -298,7 +301,7 @@ class Rpc:
 
     async def error(self, msg_id, code, desc):
         log.warn("ocpp", "answering CALL %s with %s: %s" % (msg_id, code, desc))
-        if code != "NotSupported" and code != "InternalError":  # the CALL was not valid OCPP
+        if code not in ("NotSupported", "InternalError", "SecurityError"):  # the CALL was not valid OCPP
             _event("%s: %s" % (code, desc), warn=False)
         try:
             await self._send([_ERROR, msg_id, code, desc, {}])

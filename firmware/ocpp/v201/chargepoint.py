@@ -1,0 +1,837 @@
+# OCPP 2.0.1 charge point: the same station model as ocpp/v16, told in 2.0.1's
+# words. Boot (B01-B04), Heartbeat, StatusNotification per EVSE (G01), the
+# transaction events (E01-E14: TransactionEvent Started / Updated / Ended
+# with our own transactionId and a seqNo per transaction), meter values (J01,
+# J02), Authorize (C01), TriggerMessage (F06) and Reset (B11, B12).
+# Mapping (notes/v201-plan.md): EVSE n = station connector n, its only
+# connector is 1; station connector 0 has no StatusNotification.
+import asyncio
+import time
+import clock
+import log
+import slots
+import security
+from ocpp import check
+from ocpp.rpc import Rpc, CallError, CallTimeout, NotConnected
+from ocpp.v201 import handlers, tables
+from station import split_phase
+
+from version import VERSION as FIRMWARE_VERSION
+
+ENERGY = "Energy.Active.Import.Register"
+# unitOfMeasure per measurand: one dict each, shared by every sampled value
+_UNITS = {
+    ENERGY: {"unit": "Wh"},
+    "Energy.Active.Export.Register": {"unit": "Wh"},
+    "Power.Active.Import": {"unit": "W"},
+    "Power.Active.Export": {"unit": "W"},
+    "Current.Import": {"unit": "A"},
+    "Current.Offered": {"unit": "A"},
+    "Voltage": {"unit": "V"},
+    "Frequency": {"unit": "Hz"},
+}
+_PHASES = ("L1", "L2", "L3")
+_VOLT_PHASES = ("L1-N", "L2-N", "L3-N")
+_OCCUPIED = ("Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing")
+_FLOWING = ("Charging", "SuspendedEV", "SuspendedEVSE")
+# the station's stop reasons (1.6 names) -> stoppedReason, triggerReason of the Ended event
+_STOPS = {
+    "Local": ("Local", "StopAuthorized"),
+    "Remote": ("Remote", "RemoteStop"),
+    "EVDisconnected": ("EVDisconnected", "EVCommunicationLost"),
+    "PowerLoss": ("PowerLoss", "AbnormalCondition"),
+    "Reboot": ("Reboot", "ResetCommand"),
+    "HardReset": ("ImmediateReset", "ResetCommand"),
+    "SoftReset": ("ImmediateReset", "ResetCommand"),
+    "DeAuthorized": ("DeAuthorized", "Deauthorized"),
+    "UnlockCommand": ("Other", "UnlockCommand"),
+    "EmergencyStop": ("EmergencyStop", "AbnormalCondition"),
+}
+CARD = "ISO14443"  # the idToken type of a card from the reader or the console
+
+
+def _why(e):
+    # A failed CALL of ours in a few words for the log.
+    if isinstance(e, CallError):
+        return "the CSMS answered %s %s" % (e.code, e.desc)
+    return "no answer" if isinstance(e, CallTimeout) else "not connected"
+
+
+def connector_status(status):
+    # the station's (1.6) connector status -> 2.0.1 connectorStatus
+    return "Occupied" if status in _OCCUPIED else status
+
+
+def id_tag_info(i):
+    # 2.0.1 idTokenInfo -> the station's (1.6-shaped) idTagInfo
+    out = {"status": i["status"]}
+    if i.get("cacheExpiryDateTime"):
+        out["expiryDate"] = i["cacheExpiryDateTime"]
+    g = i.get("groupIdToken")
+    if g:
+        out["parentIdTag"] = g["idToken"]
+    return out
+
+
+def sampled_values(reading, measurands, context):
+    # [{"value": 1234, "context": ..., "measurand": ..., "unitOfMeasure": {...}}, ...]:
+    # a per-phase measurand gives every phase, or the one it names (Voltage.L2).
+    out = []
+    if reading is None:
+        return out
+    for m in measurands:
+        base, i = split_phase(m)
+        v = reading.get(base)
+        if v is None:
+            continue
+        if type(v) is tuple:
+            names = _VOLT_PHASES if base == "Voltage" else _PHASES
+            for k in range(len(v)) if i is None else (i,) if i < len(v) else ():
+                out.append(_sample(v[k], context, base, names[k]))
+        elif i is None:
+            out.append(_sample(v, context, base, None))
+    return out
+
+
+def _sample(v, context, measurand, phase):
+    unit = _UNITS.get(measurand)
+    s = {"value": round(v) if unit is _UNITS[ENERGY] else round(v, 1), "context": context, "measurand": measurand}
+    if unit:
+        s["unitOfMeasure"] = unit
+    if phase:
+        s["phase"] = phase
+    return s
+
+
+def meter_value(t, reading, measurands, context):
+    # -> [{"timestamp", "sampledValue"}], or None when nothing is to be said
+    values = sampled_values(reading, measurands, context)
+    return [{"timestamp": clock.iso(t), "sampledValue": values}] if values else None
+
+
+def keep_sample(tx, t, context, measurands, reading, limit):
+    # As ocpp/v16's: a reading kept for the Ended event's meterValue
+    # (TxEndedMeasurands = StopTxnSampledData, AlignedDataCtrlr.TxEndedMeasurands
+    # = StopTxnAlignedData), at most `limit` - 2 beside Begin and End, thinned
+    # evenly (every other one) when full.
+    tx.sample_count += 1
+    if not measurands or reading is None or tx.sample_count % tx.sample_stride:
+        return
+    tx.samples.append((t, context, measurands, tuple([reading.get(split_phase(m)[0]) for m in measurands])))
+    if len(tx.samples) > max(limit - 2, 0):
+        tx.samples = tx.samples[1::2]
+        tx.sample_stride *= 2
+
+
+class ChargePoint:
+    PROTOCOL = "ocpp2.0.1"
+
+    def __init__(self, station, config, boot_fields, root="", outbox=None):
+        self.station = station
+        self.config = config
+        self.boot_fields = boot_fields  # meter / modem fields: modem {iccid, imsi}
+        self.rpc = Rpc(handlers.table(self), check.make(tables, True), self._gate, v201=True)
+        if outbox is None:
+            from ocpp.outbox import Outbox
+            outbox = Outbox(root, config.get("TransactionQueueBytes"))
+        self.outbox = outbox
+        outbox.proto = 2  # only 2.0.1 entries are seen (and replayed) from now on
+        self.registration = None  # None until the first answer, then Accepted/Pending/Rejected
+        self.online = False
+        self.wake = asyncio.Event()
+        security.wake = self.wake  # a queued SecurityEventNotification goes out at once
+        self._last_aligned = 0
+        self._reported = {}  # evse id -> connectorStatus last queued for the CSMS
+        self._states = {}  # evse id -> chargingState last told of its transaction
+        self._cause = {}  # evse id -> triggerReason of the next transaction event (plug in / out)
+        self._remote = {}  # evse id -> [idToken, type, remoteStartId] of a RequestStartTransaction under way
+        self._reset = None  # "OnIdle" once a Reset waits for the transactions to end
+        self._offline_at = None  # ticks_ms when the last session ended
+        self._boot_not_before = time.ticks_ms()
+        self._boot_wake = asyncio.Event()  # TriggerMessage(BootNotification) while Pending
+        self._reason = self._boot_reason()
+        self.on_reset = None  # fn(hard, by=None): restarts the firmware (set by app for the port)
+        self.tls = None  # () -> the CSMS link's TLS context, for https:// transfers (set by app)
+        self.link = None  # the ocpp.link.Link that connects it (set by app)
+        self._fw = None  # maintenance.FirmwareUpdate once asked for
+        self.fw_request = None  # requestId of the UpdateFirmware under way
+        station.observer = self
+        config.listen(self._config_changed)
+
+    def detach(self):
+        # Before a protocol switch: let go of what the constructor hooked up.
+        if self.station.observer is self:
+            self.station.observer = None
+        self.config.unlisten(self._config_changed)
+        if security.wake is self.wake:
+            security.wake = None
+
+    def _boot_reason(self):
+        # BootNotification.reason: what the restart record of tasks.clean_stop
+        # (read here, before recover() removes it) or the boot stage says.
+        r = self.station.store.load("restart") if self.station.store else None
+        by = r.get("by", "") if type(r) is dict else ""
+        if "update" in by or slots.outcome():
+            return "FirmwareUpdate"
+        if "OnIdle" in by:
+            return "ScheduledReset"
+        if "OCPP" in by:
+            return "RemoteReset"
+        if by:
+            return "LocalReset"  # the installer's cfg.restart()
+        try:
+            import machine
+            if machine.reset_cause() == machine.WDT_RESET:
+                return "Watchdog"
+        except (ImportError, AttributeError):
+            pass
+        return "PowerUp"
+
+    def _cfg(self, key, default):
+        # A device-model key that the configuration may not have (yet)
+        try:
+            return self.config.get(key)
+        except KeyError:
+            return default
+
+    def _accepted(self):
+        return self.online and self.registration == "Accepted"
+
+    # ---- station observer ------------------------------------------------
+    def status_changed(self, c):
+        if c.id == 0:
+            return  # the station as a whole: no StatusNotification in 2.0.1
+        tx = c.transaction
+        if tx and c.id in self._states:
+            state = self._charging_state(c)
+            if state != self._states[c.id]:
+                self._states[c.id] = state
+                self._event(tx.local_id, tx.uid, "Updated", self._cause.pop(c.id, "ChargingStateChanged"),
+                            clock.now(), {"chargingState": state})
+        if self._accepted() and self._reported.get(c.id) != connector_status(c.status):
+            self._queue_status(c)
+
+    def _charging_state(self, c):
+        if not (c.plugged or c.detect_by_current):
+            return "Idle"
+        return c.status if c.status in _FLOWING else "EVConnected"
+
+    def _queue_status(self, c):
+        s = connector_status(c.status)
+        self._reported[c.id] = s
+        self.outbox.put("StatusNotification", {"timestamp": clock.iso(), "connectorStatus": s,
+                                               "evseId": c.id, "connectorId": 1})
+        self.wake.set()
+
+    def vehicle(self, c, plugged):
+        # The cable went in or out: the triggerReason of the event it causes
+        # (the Started that follows an authorization, or the chargingState change).
+        if c.transaction or plugged and c.authorized:
+            self._cause[c.id] = "CablePluggedIn" if plugged else "EVCommunicationLost"
+
+    def authorization_lapsed(self, c):
+        self._remote.pop(c.id, None)  # F04: no vehicle in time, no transaction
+        self._cause.pop(c.id, None)
+
+    def _token(self, id_tag):
+        # -> the idToken of an idTag: a remote start keeps the type it came
+        # with, a free-vend session has none (NoAuthorization), a card is ISO14443
+        for r in self._remote.values():
+            if r[0] == id_tag:
+                return {"idToken": id_tag, "type": r[1]}
+        if self.config.get("FreeVendEnabled") and id_tag == self.config.get("FreeVendIdTag"):
+            return {"idToken": "", "type": "NoAuthorization"}
+        return {"idToken": id_tag, "type": CARD}
+
+    def transaction_started(self, tx):
+        c = self.station.connector(tx.connector_id)
+        tx.start_data = c.reading
+        tx.last_sample = time.ticks_ms()
+        info = {"chargingState": self._charging_state(c)}
+        reason = self._cause.pop(c.id, None) or "Authorized"
+        token = self._token(tx.id_tag)
+        r = self._remote.pop(c.id, None)
+        if r and r[0] == tx.id_tag:  # the first event after RequestStartTransaction
+            reason = "RemoteStart"
+            info["remoteStartId"] = r[2]
+        elif token["type"] == "NoAuthorization":
+            reason = "ChargingStateChanged"  # free vend: the vehicle began to draw
+        more = {"evse": {"id": c.id, "connectorId": 1}, "idToken": token}
+        mv = meter_value(tx.start_time, c.reading, self._cfg("TxStartedMeasurands", (ENERGY,)), "Transaction.Begin")
+        if mv:
+            more["meterValue"] = mv
+        if tx.reservation_id is not None:
+            more["reservationId"] = tx.reservation_id
+        self._states[c.id] = info["chargingState"]
+        self.outbox.keep.add(tx.local_id)
+        self._event(tx.local_id, tx.uid, "Started", reason, tx.start_time, info, more)
+        log.info("ocpp", "EVSE %d: transaction %s started (%s)" % (c.id, tx.uid, reason))
+
+    def transaction_stopped(self, tx):
+        c = self.station.connector(tx.connector_id)
+        stopped, reason = _STOPS.get(tx.stop_reason, ("Other", "AbnormalCondition"))
+        self._states.pop(c.id, None)
+        self._cause.pop(c.id, None)
+        info = {"chargingState": self._charging_state(c), "stoppedReason": stopped}
+        more = {}
+        mv = self._ended_values(tx)
+        if mv:
+            more["meterValue"] = mv
+        if tx.stop_id_tag and tx.stop_id_tag != tx.id_tag:  # another card of the group ended it
+            more["idToken"] = {"idToken": tx.stop_id_tag, "type": CARD}
+        self._event(tx.local_id, tx.uid, "Ended", reason, tx.stop_time, info, more)
+        self.outbox.keep.discard(tx.local_id)
+        log.info("ocpp", "EVSE %d: transaction %s ended (%s)" % (c.id, tx.uid, stopped))
+        if self._reset and not any(o.transaction for o in self.station.connectors):
+            asyncio.create_task(self.reset(False, True))  # B12: the OnIdle reset that waited
+
+    def _ended_values(self, tx):
+        # TxEndedMeasurands: Transaction.Begin, the kept samples, Transaction.End
+        # (errata 3.16.6 of 1.6: the Begin and End values of every measurand
+        # configured); the energy register at least, as the meterStop of 1.6.
+        cfg = self.config
+        ms = cfg.get("StopTxnSampledData") + [m for m in cfg.get("StopTxnAlignedData")
+                                              if m not in cfg.get("StopTxnSampledData")] or [ENERGY]
+        out = []
+        rows = [(tx.start_time, "Transaction.Begin", ms, tx.start_data)]
+        for t, ctx, kms, values in tx.samples:
+            rows.append((t, ctx, kms, {split_phase(m)[0]: v for m, v in zip(kms, values)}))
+        rows.append((tx.stop_time, "Transaction.End", ms, tx.stop_data))
+        tx.samples = []
+        for t, ctx, kms, reading in rows:
+            mv = meter_value(t, reading, kms, ctx)
+            if mv:
+                out.append(mv[0])
+        return out
+
+    def _event(self, local, uid, kind, reason, t, info=None, more=None, periodic=False):
+        # One TransactionEvent into the persistent outbox. seqNo: the last one
+        # given to this transaction + 1, written down first (outbox.set_id), so
+        # that none is given twice, even across a power cut (E01.FR.xx: from 0,
+        # contiguous per transaction).
+        n = self.outbox.tx_id(local)
+        n = 0 if n is None else n + 1
+        self.outbox.set_id(local, n)
+        ti = {"transactionId": uid}
+        if info:
+            ti.update(info)
+        p = {"eventType": kind, "timestamp": clock.iso(t), "triggerReason": reason, "seqNo": n,
+             "transactionInfo": ti}
+        if more:
+            p.update(more)
+        if not self.online:
+            p["offline"] = True  # E04: it happened while the CSMS could not be told
+        self.outbox.put("TransactionEvent", p, local, periodic)
+        self.wake.set()
+
+    async def authorize(self, id_tag):
+        # -> idTagInfo (1.6-shaped, for the station). Online the CSMS decides
+        # (C01), unless LocalPreAuthorize lets a valid local list or cache
+        # entry start at once; every answer feeds the cache (C10). Offline (or
+        # no answer) the station decides: LocalAuthorizeOffline,
+        # OfflineTxForUnknownIdEnabled (C15).
+        auth = self.station.auth
+        if self._accepted():
+            if self.config.get("LocalPreAuthorize"):
+                info, where = auth.lookup(id_tag)
+                if info and info["status"] == "Accepted":
+                    log.info("auth", "%s accepted from the %s (LocalPreAuthorize)" % (id_tag, where))
+                    return info
+            try:
+                answer = await self.rpc.call("Authorize", {"idToken": self._token(id_tag)},
+                                             self.config.get("MessageTimeout"))
+                info = id_tag_info(answer["idTokenInfo"])
+                auth.learn(id_tag, info)
+                return info
+            except (CallError, CallTimeout, NotConnected) as e:
+                log.warn("auth", "Authorize for %s failed (%s), deciding offline" % (id_tag, _why(e)))
+        return auth.offline(id_tag)
+
+    # ---- the CSMS side of boot (B02, B03) ---------------------------------
+    def _gate(self, action):
+        # Rejected: every CALL is answered SecurityError (B03.FR.08, errata
+        # 2023-12). Pending (or no answer yet): answered, but no remote start
+        # or stop (B02.FR.05).
+        if self.registration == "Rejected":
+            return CallError("SecurityError", "the CSMS rejected this charging station's boot")
+        if self.registration != "Accepted" and action in ("RequestStartTransaction", "RequestStopTransaction"):
+            return {"status": "Rejected"}
+        return None
+
+    def _config_changed(self, key, value):
+        if key == "HeartbeatInterval":
+            self.wake.set()
+
+    # ---- one connection ----------------------------------------------------
+    async def session(self, ws):
+        # Runs while the WebSocket is open: the reader and the talker side by side.
+        self.online = True
+        talker = asyncio.create_task(self._talk(ws))
+        keeper = asyncio.create_task(self._keepalive(ws))
+        try:
+            await self.rpc.serve(ws)
+        except Exception as e:
+            log.exc("ocpp", "connection failed", e)
+            if "memory" in str(e):  # lib/ws.py closed it (1009) for want of heap
+                security.event("MemoryExhaustion", str(e))
+        finally:
+            self.online = False
+            self._offline_at = time.ticks_ms()
+            talker.cancel()
+            keeper.cancel()
+            self.outbox.drop_volatile()
+            try:
+                await ws.close()
+            except Exception:
+                pass
+
+    async def _keepalive(self, ws):
+        # WebSocket ping every WebSocketPingInterval seconds of silence; a link
+        # silent for two intervals more is half-open: drop it (part 4 §5.3).
+        while True:
+            interval = self.config.get("WebSocketPingInterval") * 1000
+            if interval <= 0:
+                await asyncio.sleep(5)
+                continue
+            quiet = time.ticks_diff(time.ticks_ms(), ws.last_rx)
+            if quiet >= 3 * interval:
+                log.warn("link", "no sign of the CSMS for %d s: the connection is dead, reconnecting" % (quiet // 1000))
+                await ws.close(1001, "no pong")
+                return
+            if quiet >= interval:
+                try:
+                    await ws.ping()
+                except Exception:
+                    pass
+            await asyncio.sleep_ms(min(interval, 1000))
+
+    async def _talk(self, ws):
+        try:
+            every = self.registration != "Accepted"
+            if every:
+                await self._boot()
+                self._report_update()
+            elif self._offline_at is not None:
+                # B04.FR.01/02: offline longer than OfflineThreshold, every
+                # connector's status; shorter, the ones that changed meanwhile
+                gone = time.ticks_diff(time.ticks_ms(), self._offline_at) // 1000
+                every = gone >= self._cfg("OfflineThreshold", 0)
+            for c in self.station.connectors[1:]:
+                if every or self._reported.get(c.id) != connector_status(c.status):
+                    self._queue_status(c)
+            await self._send_loop()
+        except asyncio.CancelledError:
+            raise
+        except NotConnected:
+            pass  # the reader side reports the lost link
+        except Exception as e:
+            log.exc("ocpp", "session failed, reconnecting", e)
+            await ws.close()
+
+    def _boot_payload(self):
+        cs = {"model": self.config.get("ChargePointModel"), "vendorName": self.config.get("ChargePointVendor"),
+              "firmwareVersion": FIRMWARE_VERSION}
+        serial = self.config.get("ChargePointSerialNumber") or self.config.get("ChargeBoxSerialNumber")
+        if serial:
+            cs["serialNumber"] = serial
+        modem = {}
+        for k in ("iccid", "imsi"):
+            if self.boot_fields.get(k):
+                modem[k] = self.boot_fields[k]
+        if modem:
+            cs["modem"] = modem
+        return {"reason": self._reason, "chargingStation": cs}
+
+    async def _boot(self):
+        while True:
+            # B02.FR.02, B03.FR.06: after Pending/Rejected nothing before the
+            # interval is over, even across reconnects; in Pending a
+            # TriggerMessage(BootNotification) cuts the wait short.
+            early = time.ticks_diff(self._boot_not_before, time.ticks_ms())
+            if early > 0:
+                self._boot_wake.clear()
+                try:
+                    await asyncio.wait_for_ms(self._boot_wake.wait(), early)
+                except asyncio.TimeoutError:
+                    pass
+            wait = self.config.get("BootRetryInterval")
+            try:
+                answer = await self.rpc.call("BootNotification", self._boot_payload())
+            except (CallError, CallTimeout) as e:
+                log.warn("boot", "BootNotification failed (%s), retrying in %d s" % (_why(e), wait))
+                self._boot_not_before = time.ticks_add(time.ticks_ms(), wait * 1000)
+                continue
+            status = answer["status"]
+            self.registration = status
+            if answer["interval"] > 0:
+                wait = answer["interval"]
+            t = clock.parse(answer["currentTime"])
+            if t:
+                clock.set(t)
+            if status == "Accepted":
+                log.info("boot", "the CSMS accepted this charging station (heartbeat every %d s)" % wait)
+                slots.confirm()  # an update on trial is good: keep it
+                if answer["interval"] > 0:
+                    self.config.set("HeartbeatInterval", answer["interval"], False)
+                return
+            log.info("boot", "the CSMS answered %s, next BootNotification in %d s" % (status, wait))
+            self._boot_not_before = time.ticks_add(time.ticks_ms(), wait * 1000)
+
+    async def _send_loop(self):
+        while True:
+            e = self.outbox.peek()
+            if e is not None and e.retry_at is not None:
+                wait = time.ticks_diff(e.retry_at, time.ticks_ms())
+                if wait > 0:
+                    # A transaction message waits for its retry: the others need not wait behind it.
+                    e = self.outbox.peek_volatile()
+                    if e is None:
+                        await self._idle(wait)
+                        continue
+            if e is None:
+                await self._idle()
+                continue
+            if e.action == "SecurityEventNotification":
+                security.restamp(e.payload)
+            try:
+                answer = await self.rpc.call(e.action, e.payload, self.config.get("MessageTimeout"))
+            except CallError as err:
+                self._failed(e, "%s %s" % (err.code, err.desc), err.code in ("NotImplemented", "NotSupported"))
+                continue
+            except CallTimeout:
+                self._failed(e, "no answer within MessageTimeout")
+                continue
+            if e.action == "TransactionEvent":
+                self._answered(e, answer)
+            self.outbox.pop(e)
+
+    def _answered(self, e, answer):
+        # idTokenInfo of a TransactionEventResponse: into the cache (C10); a
+        # running transaction whose idToken the CSMS does not accept is
+        # deauthorized (E05: StopTxOnInvalidId, MaxEnergyOnInvalidId).
+        i = answer.get("idTokenInfo")
+        tok = e.payload.get("idToken")
+        if not i or not tok or not tok["idToken"]:
+            return
+        info = id_tag_info(i)
+        self.station.auth.learn(tok["idToken"], info)
+        if e.payload["eventType"] == "Ended" or info["status"] == "Accepted":
+            return
+        for c in self.station.connectors:
+            tx = c.transaction
+            if tx and tx.local_id == e.local and tx.id_tag == tok["idToken"]:
+                log.warn("auth", "the CSMS did not accept %s for the transaction: %s" % (tx.id_tag, info["status"]))
+                self.station.deauthorize(tx, "DeAuthorized")
+
+    def _failed(self, e, why, unknown=False):
+        # E13 (and 1.6 §3.7.1): a transaction message the CSMS fails to
+        # process (a CALLERROR, an invalid answer or none) is sent at most
+        # MessageAttempts (TransactionMessageAttempts) times, waiting
+        # MessageAttemptInterval x the number of earlier sends before each
+        # resend, then skipped. Other messages are not resent. A KEPT one
+        # (SecurityEventNotification) follows the transaction rule, except that
+        # a CSMS that does not know the action is not asked again. A lost link
+        # is no attempt.
+        e.attempts += 1
+        what = "%s of transaction %d" % (e.action, e.local) if e.local else e.action
+        if e.local is None or e.attempts >= self.config.get("TransactionMessageAttempts") or (
+                unknown and e.local == 0):  # outbox.KEPT
+            log.warn("outbox", "%s dropped after %d attempt%s, the CSMS did not process it: %s" % (
+                what, e.attempts, "" if e.attempts == 1 else "s", why))
+            self.outbox.pop(e)
+            return
+        wait = self.config.get("TransactionMessageRetryInterval") * e.attempts
+        e.retry_at = time.ticks_add(time.ticks_ms(), wait * 1000)
+        log.warn("outbox", "%s failed (%s), sending it again in %d s" % (what, why, wait))
+
+    async def _idle(self, limit=None):
+        # Wait for the next message (at most `limit` ms), sending a Heartbeat
+        # when the link has been quiet.
+        interval = self.config.get("HeartbeatInterval") * 1000
+        quiet = time.ticks_diff(time.ticks_ms(), self.rpc.last_sent)
+        if interval > 0 and quiet >= interval:
+            try:
+                answer = await self.rpc.call("Heartbeat", {})
+                t = clock.parse(answer["currentTime"])
+                if t:
+                    clock.set(t)
+            except (CallError, CallTimeout) as e:
+                log.warn("ocpp", "Heartbeat failed: %s" % _why(e))
+                self.rpc.last_sent = time.ticks_ms()
+            return
+        self.wake.clear()
+        wait = interval - quiet if interval > 0 else 60000
+        if limit is not None:
+            wait = min(wait, limit)
+        try:
+            await asyncio.wait_for_ms(self.wake.wait(), max(wait, 10))
+        except asyncio.TimeoutError:
+            pass
+
+    # ---- meter values (E02 Updated, J01, J02) ---------------------------------
+    async def sample_meters(self):
+        # Every TxUpdatedInterval (MeterValueSampleInterval) an Updated event
+        # with MeterValuePeriodic; at each AlignedDataCtrlr.Interval
+        # (ClockAlignedDataInterval) boundary an Updated with MeterValueClock,
+        # or a MeterValues for an EVSE without a transaction.
+        while True:
+            await asyncio.sleep(1)
+            now_ms = time.ticks_ms()
+            cfg = self.config
+            period = cfg.get("MeterValueSampleInterval") * 1000
+            for c in self.station.connectors:
+                tx = c.transaction
+                if tx and period > 0 and time.ticks_diff(now_ms, tx.last_sample) >= period:
+                    tx.last_sample = now_ms
+                    self._meter_values(c, tx, cfg.get("MeterValuesSampledData"), "Sample.Periodic")
+                    self._keep(c, tx, cfg.get("StopTxnSampledData"), "Sample.Periodic")
+            aligned = cfg.get("ClockAlignedDataInterval")
+            if aligned > 0 and clock.synced():
+                slot = clock.now() // aligned
+                if slot != self._last_aligned:
+                    first = self._last_aligned == 0
+                    self._last_aligned = slot
+                    if not first:
+                        for c in self.station.connectors[1:]:
+                            self._meter_values(c, c.transaction, cfg.get("MeterValuesAlignedData"), "Sample.Clock")
+                            self._keep(c, c.transaction, cfg.get("StopTxnAlignedData"), "Sample.Clock")
+
+    def _keep(self, c, tx, measurands, context):
+        if tx and c.meter_ok:
+            keep_sample(tx, c.reading_time, context, measurands, c.reading,
+                        self.config.get("StopTransactionMaxMeterValues"))
+
+    def _meter_values(self, c, tx, measurands, context):
+        if c.reading is None or not c.meter_ok or not measurands:
+            return  # no fresh reading: nothing stale is ever sent as new
+        if tx is None and not self._accepted():
+            return  # readings outside a transaction are not kept while offline
+        mv = meter_value(c.reading_time, c.reading, measurands, context)
+        if not mv:
+            return
+        if tx is None:
+            self.outbox.put("MeterValues", {"evseId": c.id, "meterValue": mv})
+            self.wake.set()
+            return
+        periodic = context == "Sample.Periodic"
+        self._event(tx.local_id, tx.uid, "Updated", "MeterValuePeriodic" if periodic else "MeterValueClock",
+                    c.reading_time, None, {"meterValue": mv}, periodic)
+        # after the journal write: the line means the reading is kept
+        log.info("meter", "EVSE %d: %d Wh, %d W (%s)" % (c.id, c.energy(), c.reading.get("Power.Active.Import", 0),
+                                                         context))
+
+    # ---- after a restart ---------------------------------------------------------
+    async def recover(self):
+        # Transactions that were running when the power went (or the firmware
+        # died) end now, after their earlier queued events: the same
+        # transactionId, the next seqNo, stoppedReason PowerLoss (Reboot after
+        # a commanded restart), the energy register at the end.
+        store = self.station.store
+        reason = "PowerLoss"
+        if store.load("restart"):  # written by tasks.clean_stop: it describes this boot only
+            reason = "Reboot"
+            store.remove("restart")
+        lost = self.station.interrupted
+        if not lost:
+            return
+        for _ in range(20):  # give the meters up to 10 s to answer
+            if all(self._reading(r) is not None for r in lost):
+                break
+            await asyncio.sleep_ms(500)
+        stopped, trigger = _STOPS[reason]
+        for r in lost:
+            local = r["local"]
+            if self.outbox.has("StopTransaction", local):  # its Ended is queued (outbox: kind of eventType Ended)
+                continue  # it was ended; only the bookkeeping was cut short
+            uid = r.get("uid")
+            cid = r["connector"]
+            c = self.station.connector(cid)
+            if uid is None or self.outbox.tx_id(local) is None:
+                # never told (cut before its Started was written, or a transaction of
+                # firmware without 2.0.1): the CSMS learns of it with its end
+                if uid is None:
+                    import os
+                    import binascii
+                    uid = "%s-%d" % (binascii.hexlify(os.urandom(4)).decode(), local)
+                more = {"evse": {"id": cid, "connectorId": 1}, "idToken": {"idToken": r["idTag"], "type": CARD}}
+                if r.get("reservationId") is not None:
+                    more["reservationId"] = r["reservationId"]
+                begin = {ENERGY: r["meterStart"]}
+                more["meterValue"] = meter_value(r["start"], begin, (ENERGY,), "Transaction.Begin")
+                self._event(local, uid, "Started", "Authorized", r["start"], {"chargingState": "EVConnected"}, more)
+            energy = self._reading(r)
+            end = max(energy, r["meterStart"]) if energy is not None else r["meterStart"]
+            log.warn("ocpp", "EVSE %d: the transaction %s of %s was interrupted (%s), ending it at %d Wh" % (
+                cid, uid, r["idTag"], reason, end))
+            info = {"chargingState": "EVConnected" if c and c.plugged else "Idle", "stoppedReason": stopped}
+            now = clock.now()
+            self._event(local, uid, "Ended", trigger, now, info,
+                        {"meterValue": meter_value(now, {ENERGY: end}, (ENERGY,), "Transaction.End")})
+        self.station.interrupted = []
+        self.station.save_transactions()
+        self.wake.set()
+
+    def _reading(self, r):
+        c = self.station.connector(r["connector"])
+        return c.energy() if c else None
+
+    # ---- TriggerMessage (F06) and Reset (B11, B12) ---------------------------
+    def trigger(self, what, evse):
+        # -> (status, after): `after` sends the message once the response is
+        # out. evse None: every EVSE the message applies to.
+        cs = self.station.connectors
+        cid = evse["id"] if evse else None
+        if cid is not None and not (0 < cid < len(cs) and evse.get("connectorId", 1) == 1):
+            return "Rejected", None
+        if what == "BootNotification":
+            if self.registration == "Accepted":
+                return "Rejected", None  # F06.FR.17: not again once accepted
+            return "Accepted", self._boot_now
+        if what == "Heartbeat":
+            return "Accepted", self._heartbeat_now
+        if what == "StatusNotification":
+            return "Accepted", lambda: self._trigger_status([c for c in cs[1:] if cid in (None, c.id)])
+        if what == "MeterValues":
+            ms = [c for c in cs[1:] if cid in (None, c.id) and c.reading is not None]
+            return ("Accepted", lambda: self._trigger_meters(ms)) if ms else ("Rejected", None)
+        if what == "TransactionEvent":
+            ts = [c for c in cs[1:] if cid in (None, c.id) and c.transaction and c.id in self._states]
+            return ("Accepted", lambda: self._trigger_transactions(ts)) if ts else ("Rejected", None)
+        if what == "FirmwareStatusNotification":
+            job = self._fw
+            p = {"status": job.status if job else "Idle"}  # L01.FR.25: Idle when nothing is under way
+            if job and p["status"] != "Idle" and self.fw_request is not None:
+                p["requestId"] = self.fw_request
+            return "Accepted", lambda: self._send_now(what, p)
+        if what == "LogStatusNotification":
+            return "Accepted", lambda: self._send_now(what, {"status": "Idle"})  # no log upload in 2.0.1 here
+        return "NotImplemented", None
+
+    async def _boot_now(self):
+        self._reason = "Triggered"
+        self._boot_not_before = time.ticks_ms()
+        self._boot_wake.set()
+
+    async def _send_now(self, action, payload):
+        # A triggered message goes straight out (also while Pending, B02.FR.04).
+        try:
+            return await self.rpc.call(action, payload, self.config.get("MessageTimeout"))
+        except (CallError, CallTimeout, NotConnected) as e:
+            log.warn("ocpp", "triggered %s failed: %s" % (action, _why(e)))
+
+    async def _heartbeat_now(self):
+        answer = await self._send_now("Heartbeat", {})
+        t = clock.parse(answer["currentTime"]) if answer else None
+        if t:
+            clock.set(t)
+
+    async def _trigger_status(self, cs):
+        for c in cs:
+            if self.registration == "Accepted":
+                self._queue_status(c)  # in order behind the status changes still queued
+            else:
+                await self._send_now("StatusNotification", {"timestamp": clock.iso(),
+                                     "connectorStatus": connector_status(c.status), "evseId": c.id, "connectorId": 1})
+
+    def _trigger_values(self, c):
+        return meter_value(c.reading_time, c.reading, self.config.get("MeterValuesSampledData"), "Trigger") or \
+            meter_value(c.reading_time, c.reading, (ENERGY,), "Trigger")
+
+    async def _trigger_meters(self, cs):
+        # F06.FR.06: the latest values of the TxUpdatedMeasurands, context Trigger
+        for c in cs:
+            p = {"evseId": c.id, "meterValue": self._trigger_values(c)}
+            if self.registration == "Accepted":
+                self.outbox.put("MeterValues", p)
+                self.wake.set()
+            else:
+                await self._send_now("MeterValues", p)
+
+    async def _trigger_transactions(self, cs):
+        # F06.FR.07: an Updated event with triggerReason Trigger, the chargingState and the latest values
+        for c in cs:
+            tx = c.transaction
+            if tx:
+                more = {"meterValue": self._trigger_values(c)} if c.reading is not None else None
+                self._event(tx.local_id, tx.uid, "Updated", "Trigger", clock.now(),
+                            {"chargingState": self._charging_state(c)}, more)
+
+    def reset_request(self, kind, evse_id):
+        # B11, B12 -> (status, after). One controller runs every EVSE: an EVSE
+        # cannot restart on its own (B11.FR.09 / B12.FR.09: Rejected). OnIdle
+        # waits for the running transactions to end (Scheduled); Immediate
+        # ends them (ImmediateReset) and restarts.
+        if evse_id:
+            log.info("ocpp", "Reset of EVSE %d refused: EVSEs cannot be reset one by one" % evse_id)
+            return "Rejected", None
+        if kind == "OnIdle" and any(c.transaction for c in self.station.connectors):
+            self._reset = "OnIdle"
+            log.info("ocpp", "Reset OnIdle: the restart follows the end of the running transactions")
+            return "Scheduled", None
+        return "Accepted", lambda: self.reset(kind == "Immediate")
+
+    async def reset(self, immediate, scheduled=False):
+        # After the response: running transactions end and their events are
+        # given MessageTimeout seconds to reach the CSMS (they stay queued in
+        # flash anyway), then the link is closed and the firmware restarts.
+        log.info("ocpp", "%s reset asked by the CSMS" % ("scheduled" if scheduled else "immediate" if immediate
+                                                         else "idle"))
+        self.station.stop_all("HardReset")
+        self.wake.set()
+        end = time.ticks_add(time.ticks_ms(), self.config.get("MessageTimeout") * 1000)
+        while self.outbox.pending_tx() and self.online and time.ticks_diff(end, time.ticks_ms()) > 0:
+            await asyncio.sleep_ms(50)
+        ws = self.rpc.ws
+        if ws:
+            try:
+                await ws.close()
+            except Exception:
+                pass
+        log.info("boot", "restarting now")
+        if self.on_reset:
+            self.on_reset(True, "OCPP Reset (%s)" % ("OnIdle" if scheduled else "Immediate"))
+
+    # ---- Firmware update (L01) ------------------------------------------------
+    def firmware_job(self):
+        # maintenance.FirmwareUpdate, made on first use: maintenance.py is not
+        # imported before a CSMS asks for an update.
+        if self._fw is None:
+            import maintenance
+            self._fw = maintenance.FirmwareUpdate(self.station, self._firmware_status, self.tls,
+                                                  lambda: self.on_reset(False, "installing an update"))
+        return self._fw
+
+    def _firmware_status(self, status, request_id=None):
+        # FirmwareStatusNotification with the requestId of its UpdateFirmware
+        p = {"status": status}
+        rid = self.fw_request if request_id is None else request_id
+        if rid is not None:
+            p["requestId"] = rid
+        self.outbox.put("FirmwareStatusNotification", p)
+        self.wake.set()
+
+    def _report_update(self):
+        # The boot stage's word on the update installed before this boot
+        # (Installed, or InstallationFailed after a rollback), once, after
+        # the BootNotification of the version that runs now (L01.FR.10),
+        # with the requestId kept in "fwsigned".
+        done = slots.outcome()
+        if done:
+            log.info("update", "%s: %s" % done)
+            store = self.station.store
+            signed = store.load("fwsigned")
+            self.fw_request = signed.get("id") if type(signed) is dict else None
+            self._firmware_status(done[0])
+            if done[0] == "Installed":
+                security.event("FirmwareUpdated", "version %s installed" % done[1])
+            slots.clear_outcome()
+            store.remove("fwsigned")
+
+    # ---- CS-initiated DataTransfer (P02) ------------------------------------------
+    async def data_transfer(self, vendor_id, message_id=None, data=None):
+        p = {"vendorId": vendor_id}
+        if message_id:
+            p["messageId"] = message_id
+        if data is not None:
+            p["data"] = data
+        return await self.rpc.call("DataTransfer", p)

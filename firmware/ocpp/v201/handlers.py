@@ -1,0 +1,183 @@
+# OCPP 2.0.1 operations initiated by the CSMS: action name -> handler.
+# A handler gets the checked payload and returns the response payload, or
+# (response, after) where `after` is a coroutine function run once the
+# response is out. Handlers only call the station model and configuration;
+# the use case numbers are those of OCPP 2.0.1 part 2 (quoted by part 6).
+import clock
+import log
+
+VENDOR_ID = "mpocpp"  # our vendorId for DataTransfer
+_RETRIES = 2  # UpdateFirmware without retries / retryInterval: 3 attempts, 60 s apart
+_RETRY_INTERVAL = 60
+
+
+def _connector(station, evse):
+    # EVSE {id, connectorId?} -> the station's connector, or None (EVSE n =
+    # connector n; each EVSE has one connector, number 1)
+    c = station.connector(evse["id"])
+    return c if c and evse.get("connectorId", 1) == 1 else None
+
+
+def _queued(box, local):
+    # Are messages of transaction `local` in the outbox? (outbox.queued, where it has it)
+    q = getattr(box, "queued", None)
+    return q(local) if q else local in box._locals
+
+
+def table(cp):
+    config = cp.config
+    station = cp.station
+
+    # ---- P01 DataTransfer ------------------------------------------------------
+    def data_transfer(p):
+        # we know only our own vendorId and its Echo message
+        if p["vendorId"] != VENDOR_ID:
+            return {"status": "UnknownVendorId"}
+        if p.get("messageId") == "Echo":
+            return {"status": "Accepted", "data": p.get("data", "")}
+        return {"status": "UnknownMessageId"}
+
+    # ---- F01-F04 remote start and stop ---------------------------------------------
+    def request_start(p):
+        # Accepted when an EVSE can take it; the transaction starts once a
+        # vehicle is plugged in (TxStartPoint PowerPathClosed), its first event
+        # with triggerReason RemoteStart and the remoteStartId (F01.FR.xx).
+        tok = p["idToken"]
+        if p.get("chargingProfile"):  # smart charging is not part of this 2.0.1 package
+            log.warn("ocpp", "remote start refused: a charging profile with it cannot be followed")
+            return {"status": "Rejected"}
+        c = station.remote_connector(p.get("evseId"), tok["idToken"])
+        if c is None:
+            return {"status": "Rejected"}
+        cp._remote[c.id] = [tok["idToken"], tok["type"], p["remoteStartId"]]
+        return {"status": "Accepted"}, lambda: station.remote_start(
+            c, tok["idToken"], config.get("AuthorizeRemoteTxRequests"))
+
+    def request_stop(p):
+        # F03: Rejected for a transaction we do not know (or one already ended)
+        for c in station.connectors:
+            if c.transaction and c.transaction.uid == p["transactionId"]:
+                async def stop():
+                    station.stop_transaction(c, "Remote")
+                return {"status": "Accepted"}, stop
+        return {"status": "Rejected"}
+
+    def transaction_status(p):
+        # E14: are messages of this transaction (of any, without an id) still
+        # queued, and is it still running? Our transactionId ends in our local
+        # transaction number (station.Transaction.uid).
+        box = cp.outbox
+        tid = p.get("transactionId")
+        if tid is None:
+            return {"messagesInQueue": box.pending_tx() > 0}
+        ongoing = False
+        local = None
+        for c in station.connectors:
+            tx = c.transaction
+            if tx and tx.uid == tid:
+                ongoing, local = True, tx.local_id
+        if local is None:
+            try:
+                local = int(tid[tid.rindex("-") + 1:])
+            except ValueError:
+                pass
+        return {"ongoingIndicator": ongoing, "messagesInQueue": local is not None and _queued(box, local)}
+
+    # ---- G03, G04 ChangeAvailability ------------------------------------------------
+    def change_availability(p):
+        # Scheduled while a transaction runs on the EVSE(s); stored, it holds across restarts
+        evse = p.get("evse")
+        cid = 0
+        if evse and evse["id"]:
+            c = _connector(station, evse)
+            if c is None:
+                return {"status": "Rejected"}
+            cid = c.id
+        return {"status": station.change_availability(cid, p["operationalStatus"] == "Operative")}
+
+    # ---- F05 UnlockConnector --------------------------------------------------------
+    def unlock_connector(p):
+        c = _connector(station, {"id": p["evseId"], "connectorId": p["connectorId"]})
+        if c is None:
+            return {"status": "UnknownConnector"}
+        if c.transaction:  # F05.FR.02: not while an authorized transaction runs
+            return {"status": "OngoingAuthorizedTransaction"}
+        ok = station.unlock(c.id, "UnlockCommand")
+        return {"status": "Unlocked" if ok else "UnlockFailed"}  # None: no lock to open
+
+    # ---- B11, B12 Reset ------------------------------------------------------------
+    def reset(p):
+        status, after = cp.reset_request(p["type"], p.get("evseId"))
+        return ({"status": status}, after) if after else {"status": status}
+
+    # ---- C11 ClearCache -------------------------------------------------------------
+    def clear_cache(p):
+        station.auth.cache.clear()
+        return {"status": "Accepted"}
+
+    # ---- F06 TriggerMessage ---------------------------------------------------------
+    def trigger_message(p):
+        # the response goes out before the requested message
+        status, after = cp.trigger(p["requestedMessage"], p.get("evse"))
+        log.info("ocpp", "CSMS asks for %s: %s" % (p["requestedMessage"], status))
+        return ({"status": status}, after) if after else {"status": status}
+
+    # ---- L01 UpdateFirmware -----------------------------------------------------------
+    def update_firmware(p):
+        fw = p["firmware"]
+        job = cp.firmware_job()
+        signed = None
+        if fw.get("signature") and fw.get("signingCertificate"):
+            from ocpp.v16 import signedfw  # the signature rules are protocol-neutral
+            try:
+                key = signedfw.signing_key(cp, fw["signingCertificate"])
+            finally:
+                signedfw.let_go()
+            if key is None:
+                return {"status": "InvalidCertificate"}  # L01.FR.02
+            inst = clock.parse(fw.get("installDateTime") or "") or 0
+            signed = {"id": p["requestId"], "key": key, "sig": fw["signature"], "inst": inst}
+        else:
+            from ocpp.v16 import signedfw
+            from ocpp.rpc import CallError
+            try:
+                signedfw.allow_plain(cp)  # none without a signature once a manufacturer root is installed
+            except CallError:
+                return {"status": "Rejected"}
+        replaced = job.running() and not job.installing()
+        if job.installing():
+            return {"status": "Rejected"}  # L01.FR.27: an install under way cannot be canceled
+        at = clock.parse(fw["retrieveDateTime"]) or clock.now()
+
+        async def start():
+            cp.fw_request = p["requestId"]
+            job.request(fw["location"], at, p.get("retries", _RETRIES), p.get("retryInterval", _RETRY_INTERVAL),
+                        signed)
+            station.store.save("fwsigned", {"id": p["requestId"]})  # for Installed after the restart
+        return {"status": "AcceptedCanceled" if replaced else "Accepted"}, start
+
+    return {
+        "DataTransfer": data_transfer,
+        "RequestStartTransaction": request_start,
+        "RequestStopTransaction": request_stop,
+        "GetTransactionStatus": transaction_status,
+        "ChangeAvailability": change_availability,
+        "UnlockConnector": unlock_connector,
+        "Reset": reset,
+        "ClearCache": clear_cache,
+        "TriggerMessage": trigger_message,
+        "UpdateFirmware": update_firmware,
+        # B05-B07 and B08: the device model ([devmodel]), imported at the first such CALL
+        "GetVariables": _on_demand(cp, "devmodel", "get_variables"),
+        "SetVariables": _on_demand(cp, "devmodel", "set_variables"),
+        "GetBaseReport": _on_demand(cp, "reports", "get_base_report"),
+        "GetReport": _on_demand(cp, "reports", "get_report"),
+    }
+
+
+def _on_demand(cp, module, name):
+    # A handler whose code lies in ocpp/v201/<module>.py: imported at its first call.
+    def handler(p):
+        m = __import__("ocpp.v201." + module, None, None, (name,), 0)
+        return getattr(m, name)(cp, p)
+    return handler

@@ -14,9 +14,6 @@ from config import Config, problem as config_problem
 from station import Station, Connector
 import tasks
 from tasks import guard
-# The OCPP session's modules are imported first, before any runtime object:
-# their code then lies packed at the bottom of the heap, not between objects.
-from ocpp.v16.chargepoint import ChargePoint
 from ocpp.outbox import Outbox
 from ocpp import link
 
@@ -106,6 +103,10 @@ async def run(opts):
     store = Store(root)
     safe = tasks.boot_check(store)
     config = Config(store, board.get("config"))
+    # The OCPP package of the preferred version, imported before any runtime
+    # object: its code then lies packed at the bottom of the heap, not between
+    # objects. Only that version's package is loaded (protocol_package).
+    ChargePoint = protocol_package((config.get("OcppVersion") or ("ocpp1.6",))[0])
     if "CsmsUrl" in opts:  # (checked below)
         config.set("CsmsUrl", opts["CsmsUrl"], False)
     # The security profile's first start and the --ca seeding, before the runtime objects:
@@ -140,10 +141,34 @@ async def run(opts):
     if safe:  # reported to the CSMS as a warning on connector 0
         connectors[0].warning = "InternalError"
         connectors[0].info = ("safe mode: " + ",".join(safe))[:50]
-    cp = ChargePoint(station, config, boot_fields, root, outbox)
-    cp.on_reset = restart
-    cp.link = link.Link(cp, config, store)
-    cp.tls = cp.link.roots_context  # the https:// transfers trust the same roots
+    lnk = None
+
+    def charge_point(cls):
+        cp = cls(station, config, boot_fields, root, outbox)
+        cp.on_reset = restart
+        cp.link = lnk
+        cp.tls = lnk.roots_context  # the https:// transfers trust the same roots
+        return cp
+
+    def switch(protocol):
+        # The CSMS chose the other OCPP version: its ChargePoint replaces this one
+        # (the old package's modules are let go first, so both are never in RAM).
+        old = lnk.cp
+        old.detach()
+        tasks.stop("sampler")
+        tasks.stop("recovery")
+        del old
+        lnk.cp = None
+        cp = charge_point(protocol_package(protocol, True))
+        gc.collect()
+        guard("recovery", cp.recover)
+        guard("sampler", cp.sample_meters)
+        return cp
+
+    lnk = link.Link(None, config, store)
+    lnk.switch = switch
+    cp = lnk.cp = charge_point(ChargePoint)
+    ChargePoint = None
     gc.collect()
 
     if board.get("network"):
@@ -161,17 +186,34 @@ async def run(opts):
     guard("link", cp.link.supervise)
     if store.load("fwupdate"):  # an UpdateFirmware from before the restart, still to do
         cp.maintenance(True).resume()
+    cp = None  # the link holds the ChargePoint: a protocol switch frees the one it replaces
     if reader:
         guard("reader", lambda: read_cards(station, reader, board["reader"].get("connector", 1)))
     if board.get("console"):
         from hw import console
-        await console.run(station, config, cp, meters)
+        await console.run(station, config, meters)
         tasks.clean_stop()
         if watchdog:
             watchdog.stop()  # a deliberate stop: do not let the watchdog reset us
         return 0
     while True:
         await asyncio.sleep(3600)
+
+
+def protocol_package(protocol, switching=False):
+    # -> the ChargePoint class of that OCPP version ("ocpp1.6" / "ocpp2.0.1").
+    # On a switch the other version's modules are let go first: its code and
+    # schema tables leave RAM before the new ones come in.
+    name = "v201" if protocol == "ocpp2.0.1" else "v16"
+    if switching:
+        import ocpp
+        other = "v16" if name == "v201" else "v201"
+        for m in [m for m in sys.modules if m.startswith("ocpp." + other)]:
+            del sys.modules[m]
+        if hasattr(ocpp, other):
+            delattr(ocpp, other)
+        gc.collect()
+    return __import__("ocpp.%s.chargepoint" % name, None, None, ("ChargePoint",), 0).ChargePoint
 
 
 def boot_events(store):

@@ -91,6 +91,9 @@ _T = (
     "LogFileSizeKB i 0-512 64\n"
     "LogFileLevel s 5 INFO\n"
     "BootRetryInterval i 1-3600 60\n"
+    # the OCPP versions offered in the WebSocket handshake, preferred first; the
+    # CSMS's choice runs (ocpp/link.py). The first one's package is loaded at boot.
+    "OcppVersion l! ocpp1.6,ocpp2.0.1 ocpp1.6\n"
     # Hardware behaviour (vendor keys)
     "TransactionQueueBytes i! 4096-1048576 65536\n"
     "MeterPollInterval i 100-60000 1000\n"
@@ -332,6 +335,11 @@ class Config:
     def listen(self, fn):
         # fn(key, typed value) after each accepted change
         self._ls.append(fn)
+
+    def unlisten(self, fn):
+        # the listener fn (the same object given to listen) is told no more
+        if fn in self._ls:
+            self._ls.remove(fn)
 
     def check(self, fn):
         # fn(key, typed value) returning False rejects a change, e.g. measurands

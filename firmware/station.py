@@ -4,6 +4,8 @@
 # layer is an observer told about status changes and transactions.
 import asyncio
 import time
+import os
+import binascii
 from micropython import const
 import clock
 import log
@@ -52,6 +54,7 @@ class Transaction:
         self.reservation_id = reservation_id
         self.id = None  # transactionId from the CSMS, once StartTransaction is answered
         self.local_id = None  # our own number, valid before the CSMS answers and across restarts
+        self.uid = None  # our own id, unique across restarts and data wipes (OCPP 2.0.1's transactionId)
         self.parent_id_tag = None  # the idTag's group (§3.10): another card of it may end the transaction
         self.energy_cap = None  # Wh register value at which an invalidated idTag's charge ends
         self.cap_reason = None  # the stop reason then
@@ -142,7 +145,10 @@ class Connector:
 
 class Station:
     # observer: an object with status_changed(connector), transaction_started(tx),
-    # transaction_stopped(tx), and an async authorize(id_tag) -> idTagInfo dict.
+    # transaction_stopped(tx), and an async authorize(id_tag) -> idTagInfo dict;
+    # optionally (a protocol that reports them, see _tell): vehicle(connector,
+    # plugged), authorized(connector, id_tag) when an idTag waits for a vehicle,
+    # and authorization_lapsed(connector) when none came in time.
     def __init__(self, config, connectors, store=None):
         self.config = config
         self.connectors = connectors  # index 0 stands for the whole station
@@ -206,11 +212,17 @@ class Station:
             if tx:
                 active[str(c.id)] = {"local": tx.local_id, "connector": c.id, "idTag": tx.id_tag,
                                      "meterStart": tx.meter_start, "start": tx.start_time,
-                                     "reservationId": tx.reservation_id, "id": tx.id}
+                                     "reservationId": tx.reservation_id, "id": tx.id, "uid": tx.uid}
         try:
             self.store.save("transactions", {"next": self._next_local, "active": active})
         except OSError as e:
             log.exc("station", "cannot store the running transactions", e)
+
+    def _tell(self, event, *args):
+        # An optional observer event: only a protocol that reports it has the method.
+        fn = getattr(self.observer, event, None)
+        if fn:
+            fn(*args)
 
     def connector(self, cid):
         if 0 < cid < len(self.connectors):
@@ -257,6 +269,7 @@ class Station:
             return
         c.plugged = True
         log.info("station", "connector %d: vehicle plugged in" % cid)
+        self._tell("vehicle", c, True)
         tx = c.transaction
         if c.authorized and not tx:
             self.start_transaction(c, c.authorized)
@@ -274,6 +287,7 @@ class Station:
         c.plugged = False
         c.finishing = False
         log.info("station", "connector %d: vehicle unplugged" % cid)
+        self._tell("vehicle", c, False)
         if c.transaction and not self.config.get("StopTransactionOnEVSideDisconnect"):
             # §4.9: the session goes on (SuspendedEV, "EV side disconnected"),
             # the cable stays locked; no power on an empty socket
@@ -363,6 +377,7 @@ class Station:
         else:
             c.authorized = id_tag
             c.auth_deadline = time.ticks_add(time.ticks_ms(), self.config.get("ConnectionTimeOut") * 1000)
+            self._tell("authorized", c, id_tag)
         self.refresh(c)
 
     def remote_connector(self, cid, id_tag):
@@ -410,6 +425,7 @@ class Station:
         tx = Transaction(c.id, id_tag, meter_start, clock.now(), reservation_id)
         tx.local_id = self._next_local
         self._next_local += 1
+        tx.uid = "%s-%d" % (binascii.hexlify(os.urandom(4)).decode(), tx.local_id)
         c.transaction = tx
         c.authorized = None
         c.finishing = False
@@ -823,6 +839,7 @@ class Station:
                 if c.authorized and time.ticks_diff(time.ticks_ms(), c.auth_deadline) >= 0:
                     log.info("station", "connector %d: no vehicle plugged in time, authorization lapsed" % c.id)
                     c.authorized = None
+                    self._tell("authorization_lapsed", c)
                 if c.id and cfg.get("FreeVendEnabled") and not c.transaction and c.contactor:
                     # Free vend: power is on whenever the connector is idle and usable.
                     if c.operative and not c.fault:

@@ -37,6 +37,14 @@ def guard(name, start, delay=RESTART_DELAY):
 _guarded = {}  # task -> (name, start, delay) of the guarded tasks (one entry each: bounded)
 
 
+def stop(name):
+    # Ends the guarded task of that name (a protocol switch replaces its tasks).
+    for t in list(_guarded):
+        if _guarded[t][0] == name:
+            del _guarded[t]
+            t.cancel()
+
+
 def _failed(loop, context):
     # The loop calls this for a task that raised and that nobody awaits.
     e = context["exception"]

@@ -99,7 +99,7 @@ def test_connection_drops_mid_transaction_and_comes_back(csms, firmware_factory)
     fw.wait_line(r"connection to the CSMS lost")
     fw.send("card 1 " + TAG)  # stopped while offline: must reach the CSMS later
     fw.wait_line(r"transaction stopped")
-    fw.wait_line(r"connected$", 30)
+    fw.wait_line(r"link: connected \(ocpp1\.6\)$", 30)
     csms.wait_for(lambda: "meterStop" in csms.transactions[1], 20, "StopTransaction after reconnect")
     # A reconnect within the same power cycle does not repeat BootNotification (OCPP-J §5.4).
     assert csms.actions().count("BootNotification") == 1

@@ -110,6 +110,7 @@ STATION = {
     "LogFileSizeKB": (int, False),
     "LogFileLevel": (str, False),
     "BootRetryInterval": (int, False),
+    "OcppVersion": (list, False),
     "TransactionQueueBytes": (int, False),
     "MeterPollInterval": (int, False),
     "MeterFailuresBeforeFault": (int, False),

@@ -123,3 +123,14 @@ def test_installer_restart_ends_a_running_transaction_with_reboot(csms, firmware
     csms.wait_for(lambda: len(csms.calls("StopTransaction")) == 2, 20, "second StopTransaction")
     assert [p["reason"] for _, _, p in csms.calls("StopTransaction")] == ["Reboot", "PowerLoss"]
     assert csms.violations == []
+
+
+def test_queued_messages_wait_for_a_session_of_their_own_ocpp_version(tmp_path):
+    # OCPP 1.6's StartTransaction is not replayed to a 2.0.1 CSMS (nor the reverse); it waits
+    # in flash, across a restart, for a 1.6 session. Security events go to either version.
+    out = [line for line in run_mp(ROOT / "host_tests" / "mp" / "outbox_versions.py", str(tmp_path)).splitlines()
+           if "INFO" not in line]
+    assert out == ["v201 first TransactionEvent 2",
+                   "after restart v16 2 ['StartTransaction', 'SecurityEventNotification']",
+                   "then v201 ['TransactionEvent']",
+                   "nothing left []"]

@@ -27,7 +27,7 @@ async def _watch(s):
         t = n
 
 
-async def run(station, config, cp, meters):
+async def run(station, config, meters):
     reader = asyncio.StreamReader(sys.stdin.buffer)
     while True:
         line = await reader.readline()
@@ -38,7 +38,8 @@ async def run(station, config, cp, meters):
         if not words:
             continue
         try:
-            if await _command(station, config, cp, meters, words):
+            # the station's observer is the ChargePoint of the OCPP version running now
+            if await _command(station, config, station.observer, meters, words):
                 return
         except (ValueError, IndexError):
             log.warn("console", "bad command %r; %s" % (" ".join(words), HELP))

@@ -13,6 +13,10 @@
 # (cfg.set with the firmware stopped: lowering is not done over OCPP, A00.FR.005).
 # Those rules and the fallback are in secprofile.py, loaded only when a
 # security key changes or a raised profile is on trial.
+# The OCPP version: the handshake offers the subprotocols of OcppVersion, in its
+# order; the CSMS picks one. When it picks another version than the running
+# ChargePoint's, `switch(protocol)` (app.py) puts a ChargePoint of that version
+# in its place before the session starts.
 import asyncio
 import random
 import time
@@ -82,6 +86,7 @@ class Link:
         self.config = config
         self.store = store  # storage.Store: the "secprofile" file (first-start mark, trial of a raise)
         self._certs = None
+        self.switch = None  # fn(protocol) -> the ChargePoint for that version (set by app)
         self.ws = None  # the live connection
         self.tls = False  # whether it runs over TLS
         self.base = None  # the CsmsUrl it was made with
@@ -97,6 +102,10 @@ class Link:
         self._p = self.profile()
         config.check(self._check)
         config.listen(self._changed)
+
+    def protocols(self):
+        # The subprotocols to offer, preferred first (OcppVersion).
+        return tuple(self.config.get("OcppVersion")) or ("ocpp1.6",)
 
     def profile(self):
         return self.config.get("SecurityProfile")
@@ -115,6 +124,8 @@ class Link:
 
     # ---- ChangeConfiguration of the security keys (secprofile.py) -----------
     def _check(self, key, v):
+        if key == "OcppVersion":
+            return len(v) > 0  # something to offer
         if self._own or key not in ("SecurityProfile", "CsmsUrl"):
             return True
         return _rules("check", self, key, v)
@@ -139,11 +150,19 @@ class Link:
                 ctx = self.certs().context(p == 3) if url.startswith("wss:") else None
                 key = self.config.get("AuthorizationKey")
                 auth = (self.config.get("ChargePointId"), key) if key and p in (1, 2) else None
-                conn = await wslib.connect(url, ("ocpp1.6",), auth, ctx, timeout=_CONNECT_TIMEOUT)
+                conn = await wslib.connect(url, self.protocols(), auth, ctx, timeout=_CONNECT_TIMEOUT)
             except Exception as e:  # WSError, OSError, TLS errors: all mean "try later"
                 self._failed(p, str(e))
+            if conn and conn.protocol != self.cp.PROTOCOL and self.switch:
+                log.info("link", "the CSMS chose %s: switching from %s" % (conn.protocol, self.cp.PROTOCOL))
+                try:
+                    self.cp = self.switch(conn.protocol)
+                except Exception as e:  # (MemoryError) the other version could not load: try again later
+                    log.exc("link", "cannot switch to %s" % conn.protocol, e)
+                    await conn.close()
+                    conn = None
             if conn:
-                log.info("link", "connected")
+                log.info("link", "connected (%s)" % conn.protocol)
                 if self.trial:  # A05.FR.08: from now on no fallback
                     _rules("kept", self, p)
                 self.ws, self.tls, self.base = conn, ctx is not None, base

@@ -25,6 +25,14 @@
 # A KEPT record is a "P" line like the others: a journal of earlier firmware
 # reads the same, and earlier firmware (a rolled-back update) that finds one
 # drops it as a message of a transaction the CSMS never numbered.
+#
+# Every message belongs to the OCPP version it was made for (`proto`: 1 for
+# 1.6, 2 for 2.0.1; a 2.0.1 "P" line has a sixth element, 2) and only a session
+# of that version sees it: a StartTransaction is never replayed to a 2.0.1 CSMS,
+# nor a TransactionEvent to a 1.6 one; they wait in flash for a session of their
+# own version. KEPT messages (SecurityEventNotification: the same schema in
+# both versions) are seen by either. For 2.0.1 the "T" record holds the last
+# seqNo given to a transaction's TransactionEvents instead of the CSMS's id.
 import json
 import os
 import binascii
@@ -67,10 +75,12 @@ class Outbox:
         self._offs = []
         self._sizes = []
         self._kinds = bytearray()
+        self._protos = bytearray()  # the version each journaled entry is for; 0: either (KEPT)
+        self._proto = 1  # the version of the session (the ChargePoint sets .proto): 1 OCPP 1.6, 2 OCPP 2.0.1
         self._locals = []
         self._next = 1
         self._head = None  # cached Entry for the first message
-        self._fresh = None  # the Entry put() journaled into an empty queue, until it is sent
+        self._fresh = None  # the Entry put() journaled as the first one this session sees, until it is sent
         self._file_size = 0
         self.bytes_written = 0
         self._load()
@@ -80,7 +90,34 @@ class Outbox:
         return len(self._seqs) + len(self.volatile)
 
     def pending_tx(self):
-        return len(self._seqs)
+        # journaled messages this session's version can deliver
+        n = 0
+        for i in range(len(self._seqs)):
+            if self._mine(i):
+                n += 1
+        return n
+
+    @property
+    def proto(self):
+        return self._proto
+
+    @proto.setter
+    def proto(self, p):
+        # A ChargePoint of another version takes over: what it cannot send is out of sight.
+        self._proto = p
+        self._head = self._fresh = None
+        self.volatile = []
+
+    def _mine(self, i):
+        p = self._protos[i]
+        return p == 0 or p == self._proto
+
+    def _first(self):
+        # -> index of the first journaled entry of this session's version, or -1
+        for i in range(len(self._seqs)):
+            if self._mine(i):
+                return i
+        return -1
 
     def put(self, action, payload, local=None, periodic=False):
         # Queue a message; with `local` it is journaled: transaction-related
@@ -94,17 +131,22 @@ class Outbox:
             self.volatile.append([seq, action, payload])
             return True
         kind = _kind(action, local, periodic)
+        proto = 0 if kind == _EVENT else self._proto
         if kind == _EVENT:
             self._bound()
-        off, size = self._append(["P", seq, action, local, payload])
+        rec = ["P", seq, action, local, payload]
+        if proto > 1:
+            rec.append(2)
+        off, size = self._append(rec)
         if off is None:
             return False
-        if not self._seqs:  # it is the next to go: peek() need not read it back from flash
+        if self._first() < 0:  # it is the next to go: peek() need not read it back from flash
             self._fresh = Entry(seq, action, payload, local)
         self._seqs.append(seq)
         self._offs.append(off)
         self._sizes.append(size)
         self._kinds.append(kind)
+        self._protos.append(proto)
         self._locals.append(local)
         self._thin()
         return True
@@ -113,7 +155,8 @@ class Outbox:
         # -> the next Entry to send, or None.
         if self._head is not None:
             return self._head
-        js = self._seqs[0] if self._seqs else None
+        first = self._first()
+        js = self._seqs[first] if first >= 0 else None
         vs = self.volatile[0][0] if self.volatile else None
         if js is None and vs is None:
             return None
@@ -123,10 +166,10 @@ class Outbox:
         elif self._fresh is not None and self._fresh.seq == js:
             self._head = self._fresh
         else:
-            rec = self._read(self._offs[0], self._sizes[0])
+            rec = self._read(self._offs[first], self._sizes[first])
             if rec is None:  # unreadable on flash: skip it rather than stall
                 log.error("outbox", "a queued message could not be read back from flash, skipped")
-                self._drop(0)
+                self._drop(first)
                 return self.peek()
             self._head = Entry(rec[1], rec[2], rec[4], rec[3])
         return self._head
@@ -175,11 +218,15 @@ class Outbox:
     # ---- journal ------------------------------------------------------------
     def _drop(self, i):
         self._append(["D", self._seqs[i]])
+        seq = self._seqs[i]
         for a in (self._seqs, self._offs, self._sizes, self._locals):
             a.pop(i)
         self._kinds = self._kinds[:i] + self._kinds[i + 1:]
-        if i == 0:
-            self._head = self._fresh = None
+        self._protos = self._protos[:i] + self._protos[i + 1:]
+        if self._head is not None and self._head.seq == seq:
+            self._head = None
+        if self._fresh is not None and self._fresh.seq == seq:
+            self._fresh = None
         if not self._seqs and self._file_size > _COMPACT_EMPTY:
             self._compact()
         elif self._file_size > 2 * self.budget + 4096:
@@ -193,11 +240,14 @@ class Outbox:
         for i in range(len(self._seqs)):
             if self._kinds[i] == _EVENT:
                 n += 1
-                if first < 0 and (i or self._head is None):
+                if first < 0 and not self._in_flight(i):
                     first = i
         if n >= _KEPT_MAX and first >= 0:
             log.warn("outbox", "%d security events waiting: the oldest dropped from the queue" % n)
             self._drop(first)
+
+    def _in_flight(self, i):
+        return self._head is not None and self._head.seq == self._seqs[i]
 
     def _tx_bytes(self):
         # Flash the transaction messages take (what the budget bounds).
@@ -222,7 +272,7 @@ class Outbox:
     def _thinnable(self):
         n = len(self._seqs)
         for i in range(n):
-            if self._kinds[i] != _SAMPLE or (i == 0 and self._head is not None):
+            if self._kinds[i] != _SAMPLE or self._in_flight(i):
                 continue
             local = self._locals[i]
             before = after = False
@@ -276,7 +326,7 @@ class Outbox:
                     torn = True
                     break
                 if rec[0] == "P":
-                    live[rec[1]] = (off, len(line), rec[2], rec[3], rec[4])
+                    live[rec[1]] = (off, len(line), rec[2], rec[3], rec[4], rec[5] if len(rec) > 5 else 1)
                     order.append(rec[1])
                     self._next = max(self._next, rec[1] + 1)
                 elif rec[0] == "D":
@@ -287,11 +337,13 @@ class Outbox:
         self._file_size = off
         for seq in order:
             if seq in live:
-                o, size, action, local, payload = live[seq]
+                o, size, action, local, payload, proto = live[seq]
                 self._seqs.append(seq)
                 self._offs.append(o)
                 self._sizes.append(size)
-                self._kinds.append(_kind(action, local, action == "MeterValues" and _periodic(payload)))
+                kind = _kind(action, local, _periodic(payload))
+                self._kinds.append(kind)
+                self._protos.append(0 if kind == _EVENT else proto)
                 self._locals.append(local)
         if torn:
             log.warn("outbox", "the transaction queue ended in a torn write (power cut); earlier messages kept")
@@ -336,7 +388,8 @@ class Outbox:
         self._offs = offs
         self._sizes = sizes
         self._locals = [rec[3] for rec in entries]
-        self._kinds = bytearray(_kind(r[2], r[3], r[2] == "MeterValues" and _periodic(r[4])) for r in entries)
+        self._kinds = bytearray(_kind(r[2], r[3], _periodic(r[4])) for r in entries)
+        self._protos = bytearray(0 if k == _EVENT else r[5] if len(r) > 5 else 1 for k, r in zip(self._kinds, entries))
         self._head = self._fresh = None
 
 

@@ -96,6 +96,8 @@ def transaction_data(tx, begin_end):
 
 
 class ChargePoint:
+    PROTOCOL = "ocpp1.6"  # the WebSocket subprotocol it speaks
+
     def __init__(self, station, config, boot_fields, root="", outbox=None):
         self.station = station
         self.config = config
@@ -103,6 +105,7 @@ class ChargePoint:
         self.rpc = Rpc(handlers.table(self), check.check, self._gate)
         # app.py makes the outbox before the station, so that the security events of the boot are journaled
         self.outbox = Outbox(root, config.get("TransactionQueueBytes")) if outbox is None else outbox
+        self.outbox.proto = 1  # it sees the messages queued for OCPP 1.6 only
         self.registration = None  # None until the first answer, then Accepted/Pending/Rejected
         self.online = False
         self.wake = asyncio.Event()
@@ -118,7 +121,14 @@ class ChargePoint:
         self._jobs = [None, None]  # maintenance.DiagnosticsUpload, .FirmwareUpdate once asked for
         self._cert_due = None  # Unix time of the next look at the client certificate (A03); 0: at once
         station.observer = self
-        config.listen(self._config_changed)
+        self._listener = self._config_changed
+        config.listen(self._listener)
+
+    def detach(self):
+        # Before a ChargePoint of the other OCPP version takes over (app.switch).
+        self.station.observer = None
+        self.config.unlisten(self._listener)
+        security.wake = None
 
     # ---- station observer ------------------------------------------------
     def status_changed(self, c):

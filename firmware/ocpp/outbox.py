@@ -130,7 +130,7 @@ class Outbox:
                 self.volatile.pop(0)
             self.volatile.append([seq, action, payload])
             return True
-        kind = _kind(action, local, periodic)
+        kind = _kind(action, local, periodic, payload)
         proto = 0 if kind == _EVENT else self._proto
         if kind == _EVENT:
             self._bound()
@@ -202,12 +202,17 @@ class Outbox:
         return self.ids.get(local)
 
     def has(self, action, local):
-        # Is a message of this transaction still queued? (Start or Stop)
+        # Is a message of this transaction still queued? (Start or Stop; for
+        # 2.0.1 its TransactionEvent Started or Ended)
         kind = _START if action == "StartTransaction" else _STOP
         for i in range(len(self._seqs)):
             if self._locals[i] == local and self._kinds[i] == kind:
                 return True
         return False
+
+    def queued(self, local):
+        # Is any message of this transaction still queued? (2.0.1 GetTransactionStatus)
+        return local in self._locals
 
     def drop_volatile(self):
         # The link is gone: what is not transaction-related is not kept.
@@ -341,7 +346,7 @@ class Outbox:
                 self._seqs.append(seq)
                 self._offs.append(o)
                 self._sizes.append(size)
-                kind = _kind(action, local, _periodic(payload))
+                kind = _kind(action, local, _periodic(payload), payload)
                 self._kinds.append(kind)
                 self._protos.append(0 if kind == _EVENT else proto)
                 self._locals.append(local)
@@ -350,12 +355,15 @@ class Outbox:
         if self._seqs:
             log.info("outbox", "%d queued message(s) from before the restart still to deliver" % len(self._seqs))
         if torn or not self._seqs:
-            self._compact()
+            self._compact(True)
 
-    def _compact(self):
-        # Rewrite the journal with only what is still needed, atomically.
+    def _compact(self, every_id=False):
+        # Rewrite the journal with only what is still needed, atomically. At
+        # boot (every_id) no transaction is in `keep` yet: every "T" record is
+        # kept, for the transactions the power cut interrupted (2.0.1: the
+        # last seqNo given; recover() ends them with the next one).
         records = []
-        needed = set(self._locals) | self.keep
+        needed = set(self.ids) if every_id else set(self._locals) | self.keep
         for local in needed:
             if local in self.ids:
                 records.append(["T", local, self.ids[local]])
@@ -388,17 +396,23 @@ class Outbox:
         self._offs = offs
         self._sizes = sizes
         self._locals = [rec[3] for rec in entries]
-        self._kinds = bytearray(_kind(r[2], r[3], _periodic(r[4])) for r in entries)
+        self._kinds = bytearray(_kind(r[2], r[3], _periodic(r[4]), r[4]) for r in entries)
         self._protos = bytearray(0 if k == _EVENT else r[5] if len(r) > 5 else 1 for k, r in zip(self._kinds, entries))
         self._head = self._fresh = None
 
 
-def _kind(action, local, periodic):
+def _kind(action, local, periodic, payload=None):
     # (no dict of action names: each one costs RAM at boot)
     if local == KEPT:
         return _EVENT
     if action == "StartTransaction":
         return _START
+    if action == "TransactionEvent":  # 2.0.1: its Started and Ended count as Start and Stop (has())
+        e = payload.get("eventType") if type(payload) is dict else None
+        if e == "Started":
+            return _START
+        if e == "Ended":
+            return _STOP
     return _STOP if action == "StopTransaction" else _SAMPLE if periodic else _METER
 
 

@@ -155,16 +155,17 @@ class ChargePoint:
         self.link = None  # the ocpp.link.Link that connects it (set by app)
         self._fw = None  # maintenance.FirmwareUpdate once asked for
         self.fw_request = None  # requestId of the UpdateFirmware under way
+        for r in station.interrupted:  # their last seqNo must survive until recover() ends them
+            outbox.keep.add(r["local"])
         station.observer = self
-        config.listen(self._config_changed)
+        self._listener = self._config_changed  # (one bound method: unlisten finds it)
+        config.listen(self._listener)
 
     def detach(self):
-        # Before a protocol switch: let go of what the constructor hooked up.
-        if self.station.observer is self:
-            self.station.observer = None
-        self.config.unlisten(self._config_changed)
-        if security.wake is self.wake:
-            security.wake = None
+        # Before a ChargePoint of the other OCPP version takes over (app.switch).
+        self.station.observer = None
+        self.config.unlisten(self._listener)
+        security.wake = None
 
     def _boot_reason(self):
         # BootNotification.reason: what the restart record of tasks.clean_stop
@@ -212,9 +213,11 @@ class ChargePoint:
             self._queue_status(c)
 
     def _charging_state(self, c):
+        # (the status may still be the one before the change being told: no
+        # transaction any more means no energy flows, whatever it says)
         if not (c.plugged or c.detect_by_current):
             return "Idle"
-        return c.status if c.status in _FLOWING else "EVConnected"
+        return c.status if c.transaction and c.status in _FLOWING else "EVConnected"
 
     def _queue_status(self, c):
         s = connector_status(c.status)
@@ -641,7 +644,8 @@ class ChargePoint:
         stopped, trigger = _STOPS[reason]
         for r in lost:
             local = r["local"]
-            if self.outbox.has("StopTransaction", local):  # its Ended is queued (outbox: kind of eventType Ended)
+            if self.outbox.has("StopTransaction", local):  # its Ended is queued
+                self.outbox.keep.discard(local)
                 continue  # it was ended; only the bookkeeping was cut short
             uid = r.get("uid")
             cid = r["connector"]
@@ -667,6 +671,7 @@ class ChargePoint:
             now = clock.now()
             self._event(local, uid, "Ended", trigger, now, info,
                         {"meterValue": meter_value(now, {ENERGY: end}, (ENERGY,), "Transaction.End")})
+            self.outbox.keep.discard(local)
         self.station.interrupted = []
         self.station.save_transactions()
         self.wake.set()
@@ -792,9 +797,10 @@ class ChargePoint:
             self.on_reset(True, "OCPP Reset (%s)" % ("OnIdle" if scheduled else "Immediate"))
 
     # ---- Firmware update (L01) ------------------------------------------------
-    def firmware_job(self):
+    def maintenance(self, firmware=True):
         # maintenance.FirmwareUpdate, made on first use: maintenance.py is not
-        # imported before a CSMS asks for an update.
+        # imported before a CSMS asks for an update (app.py resumes a stored
+        # one at boot). No log upload in this 2.0.1 package (GetLog: N01).
         if self._fw is None:
             import maintenance
             self._fw = maintenance.FirmwareUpdate(self.station, self._firmware_status, self.tls,

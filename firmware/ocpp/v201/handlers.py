@@ -18,12 +18,6 @@ def _connector(station, evse):
     return c if c and evse.get("connectorId", 1) == 1 else None
 
 
-def _queued(box, local):
-    # Are messages of transaction `local` in the outbox? (outbox.queued, where it has it)
-    q = getattr(box, "queued", None)
-    return q(local) if q else local in box._locals
-
-
 def table(cp):
     config = cp.config
     station = cp.station
@@ -81,7 +75,7 @@ def table(cp):
                 local = int(tid[tid.rindex("-") + 1:])
             except ValueError:
                 pass
-        return {"ongoingIndicator": ongoing, "messagesInQueue": local is not None and _queued(box, local)}
+        return {"ongoingIndicator": ongoing, "messagesInQueue": local is not None and box.queued(local)}
 
     # ---- G03, G04 ChangeAvailability ------------------------------------------------
     def change_availability(p):
@@ -125,7 +119,7 @@ def table(cp):
     # ---- L01 UpdateFirmware -----------------------------------------------------------
     def update_firmware(p):
         fw = p["firmware"]
-        job = cp.firmware_job()
+        job = cp.maintenance(True)
         signed = None
         if fw.get("signature") and fw.get("signingCertificate"):
             from ocpp.v16 import signedfw  # the signature rules are protocol-neutral

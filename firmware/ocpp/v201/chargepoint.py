@@ -35,7 +35,7 @@ _VOLT_PHASES = ("L1-N", "L2-N", "L3-N")
 _OCCUPIED = ("Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing")
 _FLOWING = ("Charging", "SuspendedEV", "SuspendedEVSE")
 # the station's stop reasons (1.6 names) -> stoppedReason, triggerReason of the Ended event
-_STOPS = {
+STOPS = {
     "Local": ("Local", "StopAuthorized"),
     "Remote": ("Remote", "RemoteStop"),
     "EVDisconnected": ("EVDisconnected", "EVCommunicationLost"),
@@ -142,10 +142,10 @@ class ChargePoint:
         security.wake = self.wake  # a queued SecurityEventNotification goes out at once
         self._last_aligned = 0
         self._reported = {}  # evse id -> connectorStatus last queued for the CSMS
-        self._states = {}  # evse id -> chargingState last told of its transaction
+        self.states = {}  # evse id -> chargingState last told of its transaction
         self._cause = {}  # evse id -> triggerReason of the next transaction event (plug in / out)
         self._remote = {}  # evse id -> [idToken, type, remoteStartId] of a RequestStartTransaction under way
-        self._reset = None  # "OnIdle" once a Reset waits for the transactions to end
+        self.pending_reset = False  # a Reset OnIdle waits for the transactions to end
         self._offline_at = None  # ticks_ms when the last session ended
         self._boot_not_before = time.ticks_ms()
         self._boot_wake = asyncio.Event()  # TriggerMessage(BootNotification) while Pending
@@ -153,7 +153,7 @@ class ChargePoint:
         self.on_reset = None  # fn(hard, by=None): restarts the firmware (set by app for the port)
         self.tls = None  # () -> the CSMS link's TLS context, for https:// transfers (set by app)
         self.link = None  # the ocpp.link.Link that connects it (set by app)
-        self._fw = None  # maintenance.FirmwareUpdate once asked for
+        self.fw_job = None  # maintenance.FirmwareUpdate once asked for
         self.fw_request = None  # requestId of the UpdateFirmware under way
         for r in station.interrupted:  # their last seqNo must survive until recover() ends them
             outbox.keep.add(r["local"])
@@ -203,23 +203,23 @@ class ChargePoint:
         if c.id == 0:
             return  # the station as a whole: no StatusNotification in 2.0.1
         tx = c.transaction
-        if tx and c.id in self._states:
-            state = self._charging_state(c)
-            if state != self._states[c.id]:
-                self._states[c.id] = state
-                self._event(tx.local_id, tx.uid, "Updated", self._cause.pop(c.id, "ChargingStateChanged"),
+        if tx and c.id in self.states:
+            state = self.charging_state(c)
+            if state != self.states[c.id]:
+                self.states[c.id] = state
+                self.event(tx.local_id, tx.uid, "Updated", self._cause.pop(c.id, "ChargingStateChanged"),
                             clock.now(), {"chargingState": state})
         if self._accepted() and self._reported.get(c.id) != connector_status(c.status):
-            self._queue_status(c)
+            self.queue_status(c)
 
-    def _charging_state(self, c):
+    def charging_state(self, c):
         # (the status may still be the one before the change being told: no
         # transaction any more means no energy flows, whatever it says)
         if not (c.plugged or c.detect_by_current):
             return "Idle"
         return c.status if c.transaction and c.status in _FLOWING else "EVConnected"
 
-    def _queue_status(self, c):
+    def queue_status(self, c):
         s = connector_status(c.status)
         self._reported[c.id] = s
         self.outbox.put("StatusNotification", {"timestamp": clock.iso(), "connectorStatus": s,
@@ -250,7 +250,7 @@ class ChargePoint:
         c = self.station.connector(tx.connector_id)
         tx.start_data = c.reading
         tx.last_sample = time.ticks_ms()
-        info = {"chargingState": self._charging_state(c)}
+        info = {"chargingState": self.charging_state(c)}
         reason = self._cause.pop(c.id, None) or "Authorized"
         token = self._token(tx.id_tag)
         r = self._remote.pop(c.id, None)
@@ -265,28 +265,28 @@ class ChargePoint:
             more["meterValue"] = mv
         if tx.reservation_id is not None:
             more["reservationId"] = tx.reservation_id
-        self._states[c.id] = info["chargingState"]
+        self.states[c.id] = info["chargingState"]
         self.outbox.keep.add(tx.local_id)
-        self._event(tx.local_id, tx.uid, "Started", reason, tx.start_time, info, more)
+        self.event(tx.local_id, tx.uid, "Started", reason, tx.start_time, info, more)
         log.info("ocpp", "EVSE %d: transaction %s started (%s)" % (c.id, tx.uid, reason))
 
     def transaction_stopped(self, tx):
         c = self.station.connector(tx.connector_id)
-        stopped, reason = _STOPS.get(tx.stop_reason, ("Other", "AbnormalCondition"))
-        self._states.pop(c.id, None)
+        stopped, reason = STOPS.get(tx.stop_reason, ("Other", "AbnormalCondition"))
+        self.states.pop(c.id, None)
         self._cause.pop(c.id, None)
-        info = {"chargingState": self._charging_state(c), "stoppedReason": stopped}
+        info = {"chargingState": self.charging_state(c), "stoppedReason": stopped}
         more = {}
         mv = self._ended_values(tx)
         if mv:
             more["meterValue"] = mv
         if tx.stop_id_tag and tx.stop_id_tag != tx.id_tag:  # another card of the group ended it
             more["idToken"] = {"idToken": tx.stop_id_tag, "type": CARD}
-        self._event(tx.local_id, tx.uid, "Ended", reason, tx.stop_time, info, more)
+        self.event(tx.local_id, tx.uid, "Ended", reason, tx.stop_time, info, more)
         self.outbox.keep.discard(tx.local_id)
         log.info("ocpp", "EVSE %d: transaction %s ended (%s)" % (c.id, tx.uid, stopped))
-        if self._reset and not any(o.transaction for o in self.station.connectors):
-            asyncio.create_task(self.reset(False, True))  # B12: the OnIdle reset that waited
+        if self.pending_reset and not any(o.transaction for o in self.station.connectors):
+            asyncio.create_task(self.reset(False, True))  # B12.FR.01: the OnIdle reset that waited
 
     def _ended_values(self, tx):
         # TxEndedMeasurands: Transaction.Begin, the kept samples, Transaction.End
@@ -307,7 +307,7 @@ class ChargePoint:
                 out.append(mv[0])
         return out
 
-    def _event(self, local, uid, kind, reason, t, info=None, more=None, periodic=False):
+    def event(self, local, uid, kind, reason, t, info=None, more=None, periodic=False):
         # One TransactionEvent into the persistent outbox. seqNo: the last one
         # given to this transaction + 1, written down first (outbox.set_id), so
         # that none is given twice, even across a power cut (E01.FR.xx: from 0,
@@ -421,7 +421,7 @@ class ChargePoint:
                 every = gone >= self._cfg("OfflineThreshold", 0)
             for c in self.station.connectors[1:]:
                 if every or self._reported.get(c.id) != connector_status(c.status):
-                    self._queue_status(c)
+                    self.queue_status(c)
             await self._send_loop()
         except asyncio.CancelledError:
             raise
@@ -617,7 +617,7 @@ class ChargePoint:
             self.wake.set()
             return
         periodic = context == "Sample.Periodic"
-        self._event(tx.local_id, tx.uid, "Updated", "MeterValuePeriodic" if periodic else "MeterValueClock",
+        self.event(tx.local_id, tx.uid, "Updated", "MeterValuePeriodic" if periodic else "MeterValueClock",
                     c.reading_time, None, {"meterValue": mv}, periodic)
         # after the journal write: the line means the reading is kept
         log.info("meter", "EVSE %d: %d Wh, %d W (%s)" % (c.id, c.energy(), c.reading.get("Power.Active.Import", 0),
@@ -626,188 +626,39 @@ class ChargePoint:
     # ---- after a restart ---------------------------------------------------------
     async def recover(self):
         # Transactions that were running when the power went (or the firmware
-        # died) end now, after their earlier queued events: the same
-        # transactionId, the next seqNo, stoppedReason PowerLoss (Reboot after
-        # a commanded restart), the energy register at the end.
+        # died) end now (restart.py, imported for it); the restart record
+        # says whether the last run ended in a commanded restart (Reboot).
         store = self.station.store
         reason = "PowerLoss"
         if store.load("restart"):  # written by tasks.clean_stop: it describes this boot only
             reason = "Reboot"
             store.remove("restart")
-        lost = self.station.interrupted
-        if not lost:
-            return
-        for _ in range(20):  # give the meters up to 10 s to answer
-            if all(self._reading(r) is not None for r in lost):
-                break
-            await asyncio.sleep_ms(500)
-        stopped, trigger = _STOPS[reason]
-        for r in lost:
-            local = r["local"]
-            if self.outbox.has("StopTransaction", local):  # its Ended is queued
-                self.outbox.keep.discard(local)
-                continue  # it was ended; only the bookkeeping was cut short
-            uid = r.get("uid")
-            cid = r["connector"]
-            c = self.station.connector(cid)
-            if uid is None or self.outbox.tx_id(local) is None:
-                # never told (cut before its Started was written, or a transaction of
-                # firmware without 2.0.1): the CSMS learns of it with its end
-                if uid is None:
-                    import os
-                    import binascii
-                    uid = "%s-%d" % (binascii.hexlify(os.urandom(4)).decode(), local)
-                more = {"evse": {"id": cid, "connectorId": 1}, "idToken": {"idToken": r["idTag"], "type": CARD}}
-                if r.get("reservationId") is not None:
-                    more["reservationId"] = r["reservationId"]
-                begin = {ENERGY: r["meterStart"]}
-                more["meterValue"] = meter_value(r["start"], begin, (ENERGY,), "Transaction.Begin")
-                self._event(local, uid, "Started", "Authorized", r["start"], {"chargingState": "EVConnected"}, more)
-            energy = self._reading(r)
-            end = max(energy, r["meterStart"]) if energy is not None else r["meterStart"]
-            log.warn("ocpp", "EVSE %d: the transaction %s of %s was interrupted (%s), ending it at %d Wh" % (
-                cid, uid, r["idTag"], reason, end))
-            info = {"chargingState": "EVConnected" if c and c.plugged else "Idle", "stoppedReason": stopped}
-            now = clock.now()
-            self._event(local, uid, "Ended", trigger, now, info,
-                        {"meterValue": meter_value(now, {ENERGY: end}, (ENERGY,), "Transaction.End")})
-            self.outbox.keep.discard(local)
-        self.station.interrupted = []
-        self.station.save_transactions()
-        self.wake.set()
+        if self.station.interrupted:
+            await handlers.rare("restart", "recover", self, reason)
 
-    def _reading(self, r):
-        c = self.station.connector(r["connector"])
-        return c.energy() if c else None
-
-    # ---- TriggerMessage (F06) and Reset (B11, B12) ---------------------------
-    def trigger(self, what, evse):
-        # -> (status, after): `after` sends the message once the response is
-        # out. evse None: every EVSE the message applies to.
-        cs = self.station.connectors
-        cid = evse["id"] if evse else None
-        if cid is not None and not (0 < cid < len(cs) and evse.get("connectorId", 1) == 1):
-            return "Rejected", None
-        if what == "BootNotification":
-            if self.registration == "Accepted":
-                return "Rejected", None  # F06.FR.17: not again once accepted
-            return "Accepted", self._boot_now
-        if what == "Heartbeat":
-            return "Accepted", self._heartbeat_now
-        if what == "StatusNotification":
-            return "Accepted", lambda: self._trigger_status([c for c in cs[1:] if cid in (None, c.id)])
-        if what == "MeterValues":
-            ms = [c for c in cs[1:] if cid in (None, c.id) and c.reading is not None]
-            return ("Accepted", lambda: self._trigger_meters(ms)) if ms else ("Rejected", None)
-        if what == "TransactionEvent":
-            ts = [c for c in cs[1:] if cid in (None, c.id) and c.transaction and c.id in self._states]
-            return ("Accepted", lambda: self._trigger_transactions(ts)) if ts else ("Rejected", None)
-        if what == "FirmwareStatusNotification":
-            job = self._fw
-            p = {"status": job.status if job else "Idle"}  # L01.FR.25: Idle when nothing is under way
-            if job and p["status"] != "Idle" and self.fw_request is not None:
-                p["requestId"] = self.fw_request
-            return "Accepted", lambda: self._send_now(what, p)
-        if what == "LogStatusNotification":
-            return "Accepted", lambda: self._send_now(what, {"status": "Idle"})  # no log upload in 2.0.1 here
-        return "NotImplemented", None
-
+    # ---- TriggerMessage (F06) and Reset (B11, B12): trigger.py, restart.py ------
     async def _boot_now(self):
+        # TriggerMessage(BootNotification) while not Accepted: at once, reason Triggered
         self._reason = "Triggered"
         self._boot_not_before = time.ticks_ms()
         self._boot_wake.set()
 
-    async def _send_now(self, action, payload):
-        # A triggered message goes straight out (also while Pending, B02.FR.04).
-        try:
-            return await self.rpc.call(action, payload, self.config.get("MessageTimeout"))
-        except (CallError, CallTimeout, NotConnected) as e:
-            log.warn("ocpp", "triggered %s failed: %s" % (action, _why(e)))
-
-    async def _heartbeat_now(self):
-        answer = await self._send_now("Heartbeat", {})
-        t = clock.parse(answer["currentTime"]) if answer else None
-        if t:
-            clock.set(t)
-
-    async def _trigger_status(self, cs):
-        for c in cs:
-            if self.registration == "Accepted":
-                self._queue_status(c)  # in order behind the status changes still queued
-            else:
-                await self._send_now("StatusNotification", {"timestamp": clock.iso(),
-                                     "connectorStatus": connector_status(c.status), "evseId": c.id, "connectorId": 1})
-
-    def _trigger_values(self, c):
-        return meter_value(c.reading_time, c.reading, self.config.get("MeterValuesSampledData"), "Trigger") or \
-            meter_value(c.reading_time, c.reading, (ENERGY,), "Trigger")
-
-    async def _trigger_meters(self, cs):
-        # F06.FR.06: the latest values of the TxUpdatedMeasurands, context Trigger
-        for c in cs:
-            p = {"evseId": c.id, "meterValue": self._trigger_values(c)}
-            if self.registration == "Accepted":
-                self.outbox.put("MeterValues", p)
-                self.wake.set()
-            else:
-                await self._send_now("MeterValues", p)
-
-    async def _trigger_transactions(self, cs):
-        # F06.FR.07: an Updated event with triggerReason Trigger, the chargingState and the latest values
-        for c in cs:
-            tx = c.transaction
-            if tx:
-                more = {"meterValue": self._trigger_values(c)} if c.reading is not None else None
-                self._event(tx.local_id, tx.uid, "Updated", "Trigger", clock.now(),
-                            {"chargingState": self._charging_state(c)}, more)
-
-    def reset_request(self, kind, evse_id):
-        # B11, B12 -> (status, after). One controller runs every EVSE: an EVSE
-        # cannot restart on its own (B11.FR.09 / B12.FR.09: Rejected). OnIdle
-        # waits for the running transactions to end (Scheduled); Immediate
-        # ends them (ImmediateReset) and restarts.
-        if evse_id:
-            log.info("ocpp", "Reset of EVSE %d refused: EVSEs cannot be reset one by one" % evse_id)
-            return "Rejected", None
-        if kind == "OnIdle" and any(c.transaction for c in self.station.connectors):
-            self._reset = "OnIdle"
-            log.info("ocpp", "Reset OnIdle: the restart follows the end of the running transactions")
-            return "Scheduled", None
-        return "Accepted", lambda: self.reset(kind == "Immediate")
-
-    async def reset(self, immediate, scheduled=False):
-        # After the response: running transactions end and their events are
-        # given MessageTimeout seconds to reach the CSMS (they stay queued in
-        # flash anyway), then the link is closed and the firmware restarts.
-        log.info("ocpp", "%s reset asked by the CSMS" % ("scheduled" if scheduled else "immediate" if immediate
-                                                         else "idle"))
-        self.station.stop_all("HardReset")
-        self.wake.set()
-        end = time.ticks_add(time.ticks_ms(), self.config.get("MessageTimeout") * 1000)
-        while self.outbox.pending_tx() and self.online and time.ticks_diff(end, time.ticks_ms()) > 0:
-            await asyncio.sleep_ms(50)
-        ws = self.rpc.ws
-        if ws:
-            try:
-                await ws.close()
-            except Exception:
-                pass
-        log.info("boot", "restarting now")
-        if self.on_reset:
-            self.on_reset(True, "OCPP Reset (%s)" % ("OnIdle" if scheduled else "Immediate"))
+    def reset(self, immediate, scheduled=False):
+        # -> the coroutine that ends the transactions and restarts
+        return handlers.rare("restart", "reset", self, immediate, scheduled)
 
     # ---- Firmware update (L01) ------------------------------------------------
     def maintenance(self, firmware=True):
         # maintenance.FirmwareUpdate, made on first use: maintenance.py is not
         # imported before a CSMS asks for an update (app.py resumes a stored
         # one at boot). No log upload in this 2.0.1 package (GetLog: N01).
-        if self._fw is None:
+        if self.fw_job is None:
             import maintenance
-            self._fw = maintenance.FirmwareUpdate(self.station, self._firmware_status, self.tls,
-                                                  lambda: self.on_reset(False, "installing an update"))
-        return self._fw
+            self.fw_job = maintenance.FirmwareUpdate(self.station, self.firmware_status, self.tls,
+                                                     lambda: self.on_reset(False, "installing an update"))
+        return self.fw_job
 
-    def _firmware_status(self, status, request_id=None):
+    def firmware_status(self, status, request_id=None):
         # FirmwareStatusNotification with the requestId of its UpdateFirmware
         p = {"status": status}
         rid = self.fw_request if request_id is None else request_id
@@ -817,21 +668,11 @@ class ChargePoint:
         self.wake.set()
 
     def _report_update(self):
-        # The boot stage's word on the update installed before this boot
-        # (Installed, or InstallationFailed after a rollback), once, after
-        # the BootNotification of the version that runs now (L01.FR.10),
-        # with the requestId kept in "fwsigned".
+        # The boot stage's word on the update installed before this boot, once
+        # (firmware.py, imported only then)
         done = slots.outcome()
         if done:
-            log.info("update", "%s: %s" % done)
-            store = self.station.store
-            signed = store.load("fwsigned")
-            self.fw_request = signed.get("id") if type(signed) is dict else None
-            self._firmware_status(done[0])
-            if done[0] == "Installed":
-                security.event("FirmwareUpdated", "version %s installed" % done[1])
-            slots.clear_outcome()
-            store.remove("fwsigned")
+            handlers.rare("firmware", "report", self, done)
 
     # ---- CS-initiated DataTransfer (P02) ------------------------------------------
     async def data_transfer(self, vendor_id, message_id=None, data=None):

@@ -3,12 +3,26 @@
 # (response, after) where `after` is a coroutine function run once the
 # response is out. Handlers only call the station model and configuration;
 # the use case numbers are those of OCPP 2.0.1 part 2 (quoted by part 6).
-import clock
 import log
 
 VENDOR_ID = "mpocpp"  # our vendorId for DataTransfer
-_RETRIES = 2  # UpdateFirmware without retries / retryInterval: 3 attempts, 60 s apart
-_RETRY_INTERVAL = 60
+
+
+def rare(module, fn, *args):
+    # fn(*args) of ocpp/v201/<module>.py, code seldom run (TriggerMessage,
+    # Reset, the recovery after a power cut, UpdateFirmware): imported for the
+    # call and let go again, so that it takes no RAM the rest of the time.
+    import sys
+    name = "ocpp.v201." + module
+    m = __import__(name, None, None, (fn,), 0)
+    try:
+        return getattr(m, fn)(*args)
+    finally:
+        del sys.modules[name]
+        try:
+            delattr(sys.modules["ocpp.v201"], module)
+        except AttributeError:
+            pass
 
 
 def _connector(station, evse):
@@ -99,56 +113,15 @@ def table(cp):
         ok = station.unlock(c.id, "UnlockCommand")
         return {"status": "Unlocked" if ok else "UnlockFailed"}  # None: no lock to open
 
-    # ---- B11, B12 Reset ------------------------------------------------------------
+    # ---- B11, B12 Reset (restart.py) -------------------------------------------------
     def reset(p):
-        status, after = cp.reset_request(p["type"], p.get("evseId"))
+        status, after = rare("restart", "reset_request", cp, p["type"], p.get("evseId"))
         return ({"status": status}, after) if after else {"status": status}
 
     # ---- C11 ClearCache -------------------------------------------------------------
     def clear_cache(p):
         station.auth.cache.clear()
         return {"status": "Accepted"}
-
-    # ---- F06 TriggerMessage ---------------------------------------------------------
-    def trigger_message(p):
-        # the response goes out before the requested message
-        status, after = cp.trigger(p["requestedMessage"], p.get("evse"))
-        log.info("ocpp", "CSMS asks for %s: %s" % (p["requestedMessage"], status))
-        return ({"status": status}, after) if after else {"status": status}
-
-    # ---- L01 UpdateFirmware -----------------------------------------------------------
-    def update_firmware(p):
-        fw = p["firmware"]
-        job = cp.maintenance(True)
-        signed = None
-        if fw.get("signature") and fw.get("signingCertificate"):
-            from ocpp.v16 import signedfw  # the signature rules are protocol-neutral
-            try:
-                key = signedfw.signing_key(cp, fw["signingCertificate"])
-            finally:
-                signedfw.let_go()
-            if key is None:
-                return {"status": "InvalidCertificate"}  # L01.FR.02
-            inst = clock.parse(fw.get("installDateTime") or "") or 0
-            signed = {"id": p["requestId"], "key": key, "sig": fw["signature"], "inst": inst}
-        else:
-            from ocpp.v16 import signedfw
-            from ocpp.rpc import CallError
-            try:
-                signedfw.allow_plain(cp)  # none without a signature once a manufacturer root is installed
-            except CallError:
-                return {"status": "Rejected"}
-        replaced = job.running() and not job.installing()
-        if job.installing():
-            return {"status": "Rejected"}  # L01.FR.27: an install under way cannot be canceled
-        at = clock.parse(fw["retrieveDateTime"]) or clock.now()
-
-        async def start():
-            cp.fw_request = p["requestId"]
-            job.request(fw["location"], at, p.get("retries", _RETRIES), p.get("retryInterval", _RETRY_INTERVAL),
-                        signed)
-            station.store.save("fwsigned", {"id": p["requestId"]})  # for Installed after the restart
-        return {"status": "AcceptedCanceled" if replaced else "Accepted"}, start
 
     return {
         "DataTransfer": data_transfer,
@@ -159,8 +132,9 @@ def table(cp):
         "UnlockConnector": unlock_connector,
         "Reset": reset,
         "ClearCache": clear_cache,
-        "TriggerMessage": trigger_message,
-        "UpdateFirmware": update_firmware,
+        # seldom used: their code is imported for the call and let go again
+        "TriggerMessage": lambda p: rare("trigger", "trigger", cp, p),  # F06
+        "UpdateFirmware": lambda p: rare("firmware", "update_firmware", cp, p),  # L01
         # B05-B07 and B08: the device model ([devmodel]), imported at the first such CALL
         "GetVariables": _on_demand(cp, "devmodel", "get_variables"),
         "SetVariables": _on_demand(cp, "devmodel", "set_variables"),

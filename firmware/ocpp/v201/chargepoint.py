@@ -273,7 +273,12 @@ class ChargePoint:
     def transaction_stopped(self, tx):
         c = self.station.connector(tx.connector_id)
         stopped, reason = STOPS.get(tx.stop_reason, ("Other", "AbnormalCondition"))
-        self.states.pop(c.id, None)
+        if self.states.pop(c.id, None) is None:
+            # started under OCPP 1.6 before the CSMS chose 2.0.1: this CSMS never heard of it
+            log.warn("ocpp", "EVSE %d: the transaction of %s began before the switch to 2.0.1: not reported" % (
+                c.id, tx.id_tag))
+            self.outbox.keep.discard(tx.local_id)
+            return
         self._cause.pop(c.id, None)
         info = {"chargingState": self.charging_state(c), "stoppedReason": stopped}
         more = {}
@@ -286,6 +291,7 @@ class ChargePoint:
         self.outbox.keep.discard(tx.local_id)
         log.info("ocpp", "EVSE %d: transaction %s ended (%s)" % (c.id, tx.uid, stopped))
         if self.pending_reset and not any(o.transaction for o in self.station.connectors):
+            self.pending_reset = False
             asyncio.create_task(self.reset(False, True))  # B12.FR.01: the OnIdle reset that waited
 
     def _ended_values(self, tx):
@@ -310,8 +316,8 @@ class ChargePoint:
     def event(self, local, uid, kind, reason, t, info=None, more=None, periodic=False):
         # One TransactionEvent into the persistent outbox. seqNo: the last one
         # given to this transaction + 1, written down first (outbox.set_id), so
-        # that none is given twice, even across a power cut (E01.FR.xx: from 0,
-        # contiguous per transaction).
+        # that none is given twice, even across a power cut (from 0, contiguous
+        # per transaction: the CSMS tells from them what is missing).
         n = self.outbox.tx_id(local)
         n = 0 if n is None else n + 1
         self.outbox.set_id(local, n)

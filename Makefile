@@ -34,7 +34,8 @@ sim: $(BIN)/.installed
 	mkdir -p $(DATA)
 	MICROPYPATH=$(MPYPATH) tools/unix_loop.sh $(MPY) firmware/main.py --board boards/$(BOARD) --data $(DATA) --csms $(CSMS) --cp $(CP) $(SIMFLAGS)
 
-# Regenerate the payload check tables from the official schemas.
+# Regenerate the payload check tables from the official schemas (OCPP 1.6 and 2.0.1:
+# firmware/ocpp/v16/tables.py, firmware/ocpp/v201/tables.py; --proto v16|v201 for one).
 tables: $(BIN)/.installed
 	$(BIN)/python tools/gen_tables.py
 

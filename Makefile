@@ -40,7 +40,8 @@ sim: $(BIN)/.installed
 	$(if $(OCPP),$(BIN)/python tools/board_config.py boards/$(BOARD) $(SIMBOARD) --ocpp $(call shq,$(OCPP)) >/dev/null)
 	MICROPYPATH=$(MPYPATH) tools/unix_loop.sh $(MPY) firmware/main.py --board $(SIMBOARD) --data $(DATA) --csms $(CSMS) --cp $(CP) $(SIMFLAGS)
 
-# Regenerate the payload check tables from the official schemas.
+# Regenerate the payload check tables from the official schemas (OCPP 1.6 and 2.0.1:
+# firmware/ocpp/v16/tables.py, firmware/ocpp/v201/tables.py; --proto v16|v201 for one).
 tables: $(BIN)/.installed
 	$(BIN)/python tools/gen_tables.py
 

@@ -173,7 +173,10 @@ class Rpc:
     # ---- outbound -------------------------------------------------------
     async def call(self, action, payload, timeout=30):
         # Send a CALL and wait for its answer. Returns the CALLRESULT payload;
-        # raises CallError, CallTimeout or NotConnected.
+        # raises CallError, CallTimeout or NotConnected. payload: a dict, or
+        # for a large one a generator function yielding its JSON text in
+        # pieces, the same text at each call (NotifyReport: it is logged, then
+        # measured and sent); sent piece by piece like a large result.
         async with self._lock:
             ws = self.ws
             if ws is None:
@@ -183,7 +186,17 @@ class Rpc:
             self._reply = None
             self._replied.clear()
             try:
-                await self._send([_CALL, msg_id, action, payload])
+                if callable(payload):
+                    head = "[2,%s,%s," % (json.dumps(msg_id), json.dumps(action))
+
+                    def parts():
+                        yield head
+                        yield from payload()
+                        yield "]"
+                    log.frame_parts(">>", parts)
+                    await ws.send_parts(parts)
+                else:
+                    await self._send([_CALL, msg_id, action, payload])
                 self.last_sent = asyncio.ticks()
                 await asyncio.wait_for(self._replied.wait(), timeout)
             except asyncio.TimeoutError:

@@ -54,13 +54,16 @@ class NotConnected(Exception):
 def _log_frame(direction, text):
     # Logging a frame copies it (twice); a big one may not fit a small heap:
     # then log its start only, never fail the exchange for the log's sake.
-    # The AuthorizationKey a ChangeConfiguration sets is never logged (whitepaper
-    # §2.3): not on the console, not in the flash log that GetLog uploads.
+    # The password a ChangeConfiguration (AuthorizationKey, whitepaper §2.3) or
+    # a SetVariables (SecurityCtrlr.BasicAuthPassword, OCPP 2.0.1) sets is never
+    # logged: not on the console, not in the flash log that GetLog uploads.
     if log.level > log.FRAME:
         return
-    i = text.find("ChangeConfiguration")
-    if i > 0 and "authorizationkey" in text.lower():
-        text = text[: i + 20] + " ...] (it sets the AuthorizationKey: the rest is not logged)"
+    for action, secret in (("ChangeConfiguration", "authorizationkey"), ("SetVariables", "basicauthpassword")):
+        i = text.find(action)
+        if i > 0 and secret in text.lower():
+            text = text[: i + len(action) + 1] + " ...] (it sets a password: the rest is not logged)"
+            break
     try:
         log.frame(direction, text)
     except MemoryError:

@@ -19,9 +19,10 @@ $(BIN)/.installed: requirements.txt
 venv: $(BIN)/.installed
 
 # The main job: the firmware on the unix port completes a charging session
-# against the bundled dev CSMS and the simulated meter.
+# against the bundled dev CSMS and the simulated meter (OCPP 1.6; OCPP=2.0.1: the
+# REON station's OCPP 2.0.1 session, tools/demo.py --ocpp 2.0.1).
 run: $(BIN)/.installed
-	$(BIN)/python tools/demo.py
+	$(BIN)/python tools/demo.py $(if $(OCPP),--ocpp $(call shq,$(OCPP)))
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q host_tests
@@ -29,12 +30,18 @@ test: $(BIN)/.installed
 # Charge point simulator against any CSMS; commands on standard input.
 # CA=<file> (PEM bundle or DER): the CentralSystemRootCertificate(s) put in the store on the
 # first start of DATA (then the store is what counts); the CSMS URL's scheme is kept.
+# OCPP=2.0.1 (or 1.6, or 2.0.1,1.6: offered in that order, the CSMS picks): the station's
+# OcppVersion, as a board default in build/boards/$(BOARD)-ocpp/board.json; a value stored
+# in DATA before (console `set OcppVersion ...`) wins over it, as any stored setting does.
 SIMFLAGS := $(if $(CA),--ca $(CA)) $(if $(FRAMES),--frames)
+SIMBOARD := $(if $(OCPP),build/boards/$(BOARD)-ocpp,boards/$(BOARD))
 sim: $(BIN)/.installed
 	mkdir -p $(DATA)
-	MICROPYPATH=$(MPYPATH) tools/unix_loop.sh $(MPY) firmware/main.py --board boards/$(BOARD) --data $(DATA) --csms $(CSMS) --cp $(CP) $(SIMFLAGS)
+	$(if $(OCPP),$(BIN)/python tools/board_config.py boards/$(BOARD) $(SIMBOARD) --ocpp $(call shq,$(OCPP)) >/dev/null)
+	MICROPYPATH=$(MPYPATH) tools/unix_loop.sh $(MPY) firmware/main.py --board $(SIMBOARD) --data $(DATA) --csms $(CSMS) --cp $(CP) $(SIMFLAGS)
 
-# Regenerate the payload check tables from the official schemas.
+# Regenerate the payload check tables from the official schemas (OCPP 1.6 and 2.0.1:
+# firmware/ocpp/v16/tables.py, firmware/ocpp/v201/tables.py; --proto v16|v201 for one).
 tables: $(BIN)/.installed
 	$(BIN)/python tools/gen_tables.py
 

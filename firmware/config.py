@@ -107,6 +107,29 @@ _T = (
     "WifiSsid s! 32\n"
     "WifiPassword sW! 64\n"
     "NtpServer s 64 pool.ntp.org\n"
+    # OCPP 2.0.1 device model (ocpp/v201/devmodel.py): what 2.0.1 has and 1.6
+    # lacks; the variables 1.6 shares live in the 1.6 keys above.
+    "OfflineThreshold i 0-86400 300\n"
+    "TimeSource l Heartbeat,NTP NTP,Heartbeat\n"
+    # one network connection profile (CsmsUrl, SecurityProfile): nothing to switch to
+    "NetworkConfigurationPriority l 1 1\n"
+    "NetworkProfileConnectionAttempts i 1-100 3\n"
+    # the limits of a CSMS request, and of our NotifyReport messages
+    "ItemsPerMessageGetVariables iR 1-100 20\n"
+    "ItemsPerMessageSetVariables iR 1-100 20\n"
+    "ItemsPerMessageGetReport iR 1-100 16\n"
+    "BytesPerMessageGetVariables iR 512-65536 4096\n"
+    "BytesPerMessageSetVariables iR 512-65536 4096\n"
+    "BytesPerMessageGetReport iR 512-65536 4096\n"
+    # the station starts a transaction when authorized and plugged, and ends it
+    # when the authorization ends or the vehicle leaves (station.py)
+    "TxStartPoint lR PowerPathClosed PowerPathClosed\n"
+    "TxStopPoint lR EVConnected,Authorized EVConnected,Authorized\n"
+    "TxStartedMeasurands l measurand Energy.Active.Import.Register\n"
+    "SampledDataTxEndedInterval i 0-86400 60\n"
+    "AlignedDataTxEndedInterval i 0-86400 900\n"
+    # ConnectorEnumType of every connector (sType2: a Type 2 socket), for the board file
+    "ConnectorType sR 20 Unknown\n"
 )
 
 _MEAS = (
@@ -190,6 +213,13 @@ def _fields(j):
     if len(f) < 4:
         f.append("")
     return f
+
+
+def limits(key):
+    # -> [type+access, limits] of a key ("i", "0-86400"), None if unknown: the
+    # OCPP 2.0.1 device model reports them as its variables' characteristics.
+    j = _row(key)
+    return _fields(j)[1:3] if j >= 0 else None
 
 
 def _split(s):

@@ -1,4 +1,5 @@
-"""Shared fixtures: the firmware on the MicroPython unix port, and the dev CSMS."""
+"""Shared fixtures: the firmware on the MicroPython unix port, and the dev CSMS
+(`csms`: OCPP 1.6 and 2.0.1, 1.6 preferred; `csms201`: 2.0.1 only)."""
 import os
 import queue
 import ssl
@@ -16,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
 from dev_csms import DevCSMS  # noqa: E402
+import board_config  # noqa: E402
 
 MICROPYTHON = str(Path(sys.executable).parent / "micropython")
 MICROPYPATH = os.environ.get("FW_MICROPYPATH", "firmware:lib:.frozen")
@@ -41,10 +43,16 @@ class Firmware:
     """The firmware as a process: stdin takes simulator commands, stdout is its log.
 
     It runs under tools/unix_loop.sh, as `make sim` does: after an OCPP Reset the
-    firmware exits with code 75 and comes back on the same stdin/stdout and data."""
+    firmware exits with code 75 and comes back on the same stdin/stdout and data.
+
+    ocpp: the station's OcppVersion, the OCPP versions it offers in the handshake,
+    preferred first ("2.0.1", "2.0.1,1.6", "ocpp1.6,ocpp2.0.1", a tuple): a board default,
+    in a copy of the board's board.json next to the data directory (<data>-board/), so a
+    value stored later (console `set OcppVersion ...`, then a restart) wins over it, as
+    on a real station. None: the board's own (1.6 unless the board says otherwise)."""
 
     def __init__(self, data_dir, csms_url, cp_id="CP001", board="boards/unix", extra=(), heapsize=None,
-                 main="firmware/main.py", micropypath=None, frames=True, micropython=None, env=None):
+                 main="firmware/main.py", micropypath=None, frames=True, micropython=None, env=None, ocpp=None):
         # main, micropypath: to run compiled modules, give a main.py copy in a directory of its
         # own and micropypath=<.mpy dir>:.frozen (MicroPython puts the script's directory first
         # on sys.path, so firmware/main.py would import firmware/*.py whatever MICROPYPATH says).
@@ -52,6 +60,12 @@ class Firmware:
         # (tools/build_firmware.py; then micropypath=".frozen" and its main.py).
         self.data_dir = Path(data_dir)
         self.micropypath = micropypath
+        if ocpp:
+            self.ocpp = board_config.ocpp_versions(ocpp)
+            board = str(board_config.derive(ROOT / board, self.data_dir.with_name(self.data_dir.name + "-board"),
+                                            OcppVersion=self.ocpp))
+        else:
+            self.ocpp = None
         self.env = env  # extra environment variables, e.g. FLASH_UNIT (hw/unixflash.py)
         heapsize = heapsize or os.environ.get("FW_HEAPSIZE")
         self.cmd = [str(micropython or MICROPYTHON)] + (["-X", "heapsize=" + heapsize] if heapsize else []) + [
@@ -118,7 +132,18 @@ class Firmware:
 
 @pytest.fixture
 def csms():
+    """The dev CSMS, speaking OCPP 1.6 and 2.0.1 and choosing 1.6 when offered both."""
     c = DevCSMS(heartbeat_interval=300)
+    c.start_in_thread()
+    yield c
+    c.stop_thread()
+
+
+@pytest.fixture
+def csms201():
+    """The dev CSMS speaking OCPP 2.0.1 only: start the firmware with
+    firmware_factory(csms201, ocpp="2.0.1") (or "2.0.1,1.6")."""
+    c = DevCSMS(heartbeat_interval=300, protocols=("ocpp2.0.1",))
     c.start_in_thread()
     yield c
     c.stop_thread()

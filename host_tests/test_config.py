@@ -123,12 +123,31 @@ STATION = {
     "NtpServer": (str, False),
     "WifiPassword": (str, False),
 }
+# OCPP 2.0.1's device model (ocpp/v201/devmodel.py): the variables 1.6 has no key for
+V201 = {
+    "OfflineThreshold": (int, False),
+    "TimeSource": (list, False),
+    "NetworkConfigurationPriority": (list, False),
+    "NetworkProfileConnectionAttempts": (int, False),
+    "ItemsPerMessageGetVariables": (int, True),
+    "ItemsPerMessageSetVariables": (int, True),
+    "ItemsPerMessageGetReport": (int, True),
+    "BytesPerMessageGetVariables": (int, True),
+    "BytesPerMessageSetVariables": (int, True),
+    "BytesPerMessageGetReport": (int, True),
+    "TxStartPoint": (list, True),
+    "TxStopPoint": (list, True),
+    "TxStartedMeasurands": (list, False),
+    "SampledDataTxEndedInterval": (int, False),
+    "AlignedDataTxEndedInterval": (int, False),
+    "ConnectorType": (str, True),
+}
 
 
 def test_all_keys_with_spec_types_and_access(tmp_path):
     (known, unknown), values = flash(tmp_path, "out(C.items())\n" + GET_ALL)[0]
     assert unknown == []
-    table = dict(SPEC, **STATION)
+    table = dict(SPEC, **STATION, **V201)
     assert [k["key"] for k in known] == list(dict.fromkeys(k["key"] for k in known))  # no duplicates
     assert {k["key"] for k in known} == set(table)
     for k in known:
@@ -426,7 +445,7 @@ print("= " + json.dumps([b - a, c - b, noalloc()]))
     out = run(code, env=env)
     imp, inst, noalloc = json.loads(out.split("= ")[-1])
     print("config import %d B, Config() %d B (64-bit unix)" % (imp, inst))
-    assert imp < 13000 and inst < 4600  # 4,352 B with the log's two keys (issue #12)
+    assert imp < 13000 and inst < 5600  # 4,384 B before OCPP 2.0.1's 16 keys, 5,280 B with them (issue #14)
     assert noalloc
 
 

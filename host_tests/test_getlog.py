@@ -243,7 +243,7 @@ def test_the_authorization_key_never_reaches_an_uploaded_log(csms, firmware_fact
         if log_type == "SecurityLog":
             assert text.count("ReconfigurationOfSecurityParameters AuthorizationKey set\n") == 3  # CSMS twice, console
         else:
-            assert "(it sets the AuthorizationKey: the rest is not logged)" in text
+            assert "(it sets a password: the rest is not logged)" in text
     diag = csms.run_call("CP001", call.GetDiagnostics(location=web + "/up/"))
     csms.wait_for(lambda: diag.file_name in Uploads.got, 20, "the diagnostics upload")
     assert KEY not in Uploads.got[diag.file_name].decode()

@@ -1,27 +1,35 @@
-# OCPP-J 1.6 payload checks against the official JSON schemas (core + security extension).
+# OCPP-J payload checks against the official JSON schemas: 1.6 (core + security extension)
+# and 2.0.1.
 #
-#   check(action, payload, response=False) -> None when valid, else (error_code, description)
+#   fn = make(tables, v201=False)   tables: ocpp.v16.tables or ocpp.v201.tables (imported by
+#                                   the caller: a 2.0.1 session never loads the 1.6 ones)
+#   fn(action, payload, response=False) -> None when valid, else (error_code, description)
 #
-# The schemas are compiled by tools/gen_tables.py into ocpp/v16/tables.py (the encoding is
+# The schemas are compiled by tools/gen_tables.py into those modules (the encoding is
 # described in that tool). This module walks those strings in place: on the success path it
 # allocates nothing except the floats that number fields need. It only walks what the schema
-# describes, so the recursion depth is bounded by the schemas (5 levels), whatever the payload
-# holds.
+# describes, so the recursion depth is bounded by the schemas (objects nested 4 deep in 1.6,
+# 8 in 2.0.1's SetChargingProfile with a customData at the bottom), whatever the payload holds.
 #
-# Error codes (OCPP-J 1.6 section 4.2.3, spelled as the spec does):
+# Error codes (OCPP-J 1.6 section 4.2.3 / 2.0.1 part 4 section 4.3, spelled as each spec does):
 #   FormationViolation            payload is not a JSON object; property not in the PDU
+#     (2.0.1: FormatViolation)
 #   OccurenceConstraintViolation  required property missing; array shorter than minItems
+#     (2.0.1: OccurrenceConstraintViolation; also an array longer than maxItems)
 #   TypeConstraintViolation       wrong JSON type. "integer" takes an int only: not a bool and
 #                                 not an integral float (1.0), as in JSON schema draft 4 (which
-#                                 the ocpp reference implementation applies to every 1.6 schema)
+#                                 the ocpp reference implementation applies to every schema,
+#                                 2.0.1's draft-06 ones too)
 #   PropertyConstraintViolation   value not in the enum, string longer than maxLength, number
-#                                 below minimum or not a multipleOf (relative tolerance 1e-9,
-#                                 1e-6 on single-precision ports: 21.4 passes for 0.1, 4.11
-#                                 fails), non-finite number, date-time not RFC 3339
+#                                 below minimum, above maximum or not a multipleOf (relative
+#                                 tolerance 1e-9, 1e-6 on single-precision ports: 21.4 passes
+#                                 for 0.1, 4.11 fails), non-finite number, date-time not RFC 3339
 #   NotImplemented                unknown action
 # The first problem found is reported; properties are checked in payload order, then the
 # required ones. Descriptions name the field path, e.g. "idTag: longer than 20 characters",
 # "chargingProfile.chargingSchedule.chargingSchedulePeriod[0].limit: must be a number".
+# 2.0.1's customData (an open object {vendorId} in nearly every object) is checked like any
+# other property: vendorId required, at most 255 characters, anything else beside it.
 #
 # date-time: RFC 3339 "YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)", T/Z in either case,
 # real calendar dates (leap years), second 60 allowed (leap second), at most 40 characters.
@@ -29,24 +37,43 @@
 # and logged once. format "uri" is not checked.
 # maxLength counts code points as the port's json delivers them; MicroPython's json turns an
 # escaped surrogate pair ("\ud83d\ude00") into two code points (raw UTF-8 gives one).
-from .v16 import tables as _t
-
 try:
     import log
 except ImportError:  # the table tests load this module on its own
     log = None
 
-FORMATION = "FormationViolation"
-OCCURENCE = "OccurenceConstraintViolation"
-TYPE = "TypeConstraintViolation"
-PROPERTY = "PropertyConstraintViolation"
-NOT_IMPLEMENTED = "NotImplemented"
+# The inner functions give an index into the code names of the session's protocol.
+_FORMAT = 0
+_OCCUR = 1
+_TYPE = 2
+_PROP = 3
+V16_CODES = ("FormationViolation", "OccurenceConstraintViolation", "TypeConstraintViolation",
+             "PropertyConstraintViolation", "NotImplemented")
+V201_CODES = ("FormatViolation", "OccurrenceConstraintViolation", "TypeConstraintViolation",
+              "PropertyConstraintViolation", "NotImplemented")
 
 # relative tolerance for multipleOf, by the port's float precision (single on most boards)
 _TOL = 1e-9 if 1.0 + 1e-12 != 1.0 else 1e-6
 _DIM = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-_PAGE = _t.PAGE
-_AL = len(_t.A)
+_PAGE = 256  # the tables' PAGE (checked by make)
+_CUSTOM = "o!!"  # the spec that "~" in a node stands for: customData, the node at position 0
+
+# A table set as the functions below take it: c = (S, P, U, codes, A, len(A))
+#   S pages, P parameters, U the unit of a reference (1 in 1.6, 2 in 2.0.1), codes above,
+#   A the action index and its length (len() of a str walks it on MicroPython: once).
+
+
+def make(tables, v201=False):
+    # One checker per session. The closure holds one cell (c): calling it allocates
+    # nothing on MicroPython (a closure call with at most 5 cells + arguments).
+    if tables.PAGE != _PAGE:
+        raise ValueError("tables with PAGE %d, check.py reads %d" % (tables.PAGE, _PAGE))
+    a = tables.A
+    c = (tables.S, tables.P, getattr(tables, "U", 1), V201_CODES if v201 else V16_CODES, a, len(a))
+
+    def check(action, payload, response=False):
+        return _check(c, action, payload, response)
+    return check
 
 
 def _ix(ch):
@@ -60,7 +87,7 @@ def _ix(ch):
 
 
 def _pos(s, p):
-    # item position encoded by the two code characters at s[p]
+    # the reference in the two code characters at s[p], in units (c[2]) of characters
     return _ix(s[p]) * 92 + _ix(s[p + 1])
 
 
@@ -78,11 +105,11 @@ def _find(s, a, b, k):
     return -1
 
 
-def _enum(pos, v):
+def _enum(c, pos, v):
     n = len(v)
     if n == 0 or " " in v:
         return False
-    pg = _t.S[pos // _PAGE]
+    pg = c[0][pos // _PAGE]
     a = pos % _PAGE
     b = pg.find("|", a)
     i = pg.find(v, a, b)
@@ -150,89 +177,98 @@ def _dt(s):
     return False
 
 
-def _val(s, p, v):
-    # check value v against the spec at s[p]; None or (code, path suffix, message)
+def _val(c, s, p, v):
+    # check value v against the spec at s[p]; None or (code index, path suffix, message)
     t = s[p]
     j = p + 1
     if t in "sS":
         if not isinstance(v, str):
-            return (TYPE, "", "must be a string")
+            return (_TYPE, "", "must be a string")
         while True:
-            c = s[j]
-            if c == "<":
-                m = _t.P[_ix(s[j + 1])]
+            e = s[j]
+            if e == "<":
+                m = c[1][_ix(s[j + 1])]
                 if len(v) > m:
-                    return (PROPERTY, "", "longer than %d characters" % m)
+                    return (_PROP, "", "longer than %d characters" % m)
                 j += 2
-            elif c == "=":
-                if not _enum(_pos(s, j + 1), v):
-                    return (PROPERTY, "", "not an allowed value")
+            elif e == "=":
+                if not _enum(c, _pos(s, j + 1) * c[2], v):
+                    return (_PROP, "", "not an allowed value")
                 j += 3
-            elif c == "@":
+            elif e == "@":
                 if not _dt(v):
-                    return (PROPERTY, "", "not an RFC 3339 date-time")
+                    return (_PROP, "", "not an RFC 3339 date-time")
                 j += 1
             else:
                 return None
     if t in "iInN":
         if type(v) is not int:
             if t in "iI":
-                return (TYPE, "", "must be an integer")
+                return (_TYPE, "", "must be an integer")
             if type(v) is not float:
-                return (TYPE, "", "must be a number")
+                return (_TYPE, "", "must be a number")
             if v - v != 0:
-                return (PROPERTY, "", "not a finite number")
+                return (_PROP, "", "not a finite number")
         while True:
-            c = s[j]
-            if c == ">":
-                m = _t.P[_ix(s[j + 1])]
+            e = s[j]
+            if e == ">":
+                m = c[1][_ix(s[j + 1])]
                 if v < m:
-                    return (PROPERTY, "", "below %s" % m)
-            elif c == "%":
-                m = _t.P[_ix(s[j + 1])]
+                    return (_PROP, "", "below %s" % m)
+            elif e == "<":
+                m = c[1][_ix(s[j + 1])]
+                if v > m:
+                    return (_PROP, "", "above %s" % m)
+            elif e == "%":
+                m = c[1][_ix(s[j + 1])]
                 try:
                     q = v / m
                 except (OverflowError, ZeroDivisionError):
                     q = None
                 if q is None or q - q != 0:
-                    return (PROPERTY, "", "not a multiple of %s" % m)
+                    return (_PROP, "", "not a multiple of %s" % m)
                 f = q % 1.0
                 if f > 0.5:
                     f = 1.0 - f
                 if q < 0:
                     q = -q
                 if f > _TOL * (q if q > 1 else 1):
-                    return (PROPERTY, "", "not a multiple of %s" % m)
+                    return (_PROP, "", "not a multiple of %s" % m)
             else:
                 return None
             j += 2
     if t in "bB":
         if v is True or v is False:
             return None
-        return (TYPE, "", "must be a boolean")
+        return (_TYPE, "", "must be a boolean")
     if t in "oO":
         if not isinstance(v, dict):
-            return (TYPE, "", "must be an object")
-        r = _obj(_pos(s, j), v)
+            return (_TYPE, "", "must be an object")
+        r = _obj(c, _pos(s, j) * c[2], v)
         if r:
             return (r[0], "." + r[1], r[2])
         return None
     if t in "aA":
         if not isinstance(v, list):
-            return (TYPE, "", "must be an array")
+            return (_TYPE, "", "must be an array")
         if s[j] == "#":
-            m = _t.P[_ix(s[j + 1])]
+            m = c[1][_ix(s[j + 1])]
             if len(v) < m:
-                return (OCCURENCE, "", "fewer than %d items" % m)
+                return (_OCCUR, "", "fewer than %d items" % m)
+            j += 2
+        if s[j] == "<":
+            m = c[1][_ix(s[j + 1])]
+            if len(v) > m:
+                return (_OCCUR, "", "more than %d items" % m)
             j += 2
         i = 0
         for x in v:
-            r = _val(s, j, x)
+            r = _val(c, s, j, x)
             if r:
                 return (r[0], "[%d]%s" % (i, r[1]), r[2])
             i += 1
         return None
-    return None
+    return None  # "x": any JSON value
 
 
 def _name(k):
@@ -240,39 +276,44 @@ def _name(k):
     return k if len(k) <= 40 else k[:40] + "..."
 
 
-def _obj(pos, obj):
-    # check dict obj against the object node at pos; None or (code, path, message)
-    pg = _t.S[pos // _PAGE]
+def _obj(c, pos, obj):
+    # check dict obj against the object node at pos; None or (code index, path, message)
+    pg = c[0][pos // _PAGE]
     a = pos % _PAGE
     b = pg.find("|", a)
     h = _ix(pg[a])
     got = 0
     for k in obj:
         p = _find(pg, a, b, k) if isinstance(k, str) else -1
-        if p < 0:
-            if h & 1:
-                continue
-            return (FORMATION, _name(k), "not in the PDU")
-        if "A" <= pg[p] <= "Z":
-            got += 1
-        r = _val(pg, p, obj[k])
+        if p >= 0:
+            if "A" <= pg[p] <= "Z":
+                got += 1
+            r = _val(c, pg, p, obj[k])
+        elif pg[a + 1] == "~" and k == "customData":
+            r = _val(c, _CUSTOM, 0, obj[k])
+        elif h & 1:
+            continue
+        else:
+            return (_FORMAT, _name(k), "not in the PDU")
         if r:
             return (r[0], k + r[1], r[2])
     if got < h >> 1:
         for e in pg[a + 1:b].split(" "):
             i = e.find(":")
             if i > 0 and "A" <= e[i + 1] <= "Z" and e[:i] not in obj:
-                return (OCCURENCE, e[:i], "required")
+                return (_OCCUR, e[:i], "required")
     return None
 
 
-def check(action, payload, response=False):
-    p = _find(_t.A, 0, _AL, action) if isinstance(action, str) else -1
+def _check(c, action, payload, response):
+    codes = c[3]
+    a = c[4]
+    p = _find(a, 0, c[5], action) if isinstance(action, str) else -1
     if p < 0:
-        return (NOT_IMPLEMENTED, "unknown action %s" % _name(action))
+        return (codes[4], "unknown action %s" % _name(action))
     if not isinstance(payload, dict):
-        return (FORMATION, "payload is not a JSON object")
-    r = _obj(_pos(_t.A, p + 2 if response else p), payload)
+        return (codes[_FORMAT], "payload is not a JSON object")
+    r = _obj(c, _pos(a, p + 2 if response else p) * c[2], payload)
     if r:
-        return (r[0], r[1] + ": " + r[2])
+        return (codes[r[0]], r[1] + ": " + r[2])
     return None

@@ -1,9 +1,16 @@
-# OCPP-J RPC framing (OCPP-J 1.6 §4), independent of the OCPP version.
+# OCPP-J RPC framing (OCPP-J 1.6 §4, 2.0.1 part 4 §4), the same in both versions.
 #   CALL        [2, "<id>", "<Action>", {payload}]
 #   CALLRESULT  [3, "<id>", {payload}]
 #   CALLERROR   [4, "<id>", "<code>", "<description>", {details}]
 # One CALL of ours is in flight at a time (§4.1.1); CALLs from the CSMS that
 # cross it are still answered, from the reader task.
+# Where they differ (v201=True on a 2.0.1 session): the error codes' spelling
+# (FormatViolation, not FormationViolation), and what cannot be answered in 1.6
+# is answered in 2.0.1: an unknown message type with MessageTypeNotSupported
+# (part 4 §4.4), a frame that is not a valid RPC message (not JSON, no readable
+# message id, a CALL without 4 elements, an id over 36 characters) with
+# RpcFrameworkError, under message id "-1" when none can be read (§4.2.3).
+# Answers of the CSMS (types 3 and 4) are never answered, in either version.
 import json
 import asyncio
 import gc
@@ -47,13 +54,16 @@ class NotConnected(Exception):
 def _log_frame(direction, text):
     # Logging a frame copies it (twice); a big one may not fit a small heap:
     # then log its start only, never fail the exchange for the log's sake.
-    # The AuthorizationKey a ChangeConfiguration sets is never logged (whitepaper
-    # §2.3): not on the console, not in the flash log that GetLog uploads.
+    # The password a ChangeConfiguration (AuthorizationKey, whitepaper §2.3) or
+    # a SetVariables (SecurityCtrlr.BasicAuthPassword, OCPP 2.0.1) sets is never
+    # logged: not on the console, not in the flash log that GetLog uploads.
     if log.level > log.FRAME:
         return
-    i = text.find("ChangeConfiguration")
-    if i > 0 and "authorizationkey" in text.lower():
-        text = text[: i + 20] + " ...] (it sets the AuthorizationKey: the rest is not logged)"
+    for action, secret in (("ChangeConfiguration", "authorizationkey"), ("SetVariables", "basicauthpassword")):
+        i = text.find(action)
+        if i > 0 and secret in text.lower():
+            text = text[: i + len(action) + 1] + " ...] (it sets a password: the rest is not logged)"
+            break
     try:
         log.frame(direction, text)
     except MemoryError:
@@ -103,6 +113,12 @@ def _frame_ok(msg):
     return type(msg[0]) is int and type(msg[1]) is str
 
 
+def _id201(msg):
+    # The message id of a frame if it can be read, else "-1" (2.0.1 part 4 §4.2.3).
+    i = msg[1] if type(msg) is list and len(msg) > 1 else None
+    return i if type(i) is str and len(i) <= _MAX_ID else "-1"
+
+
 class Rpc:
     # handlers: {action: fn(payload) -> response | (response, after), or a
     #   coroutine giving one of these (DeleteCertificate: it probes the CSMS first)}
@@ -113,11 +129,15 @@ class Rpc:
     # gate(action) -> None to dispatch normally, False to leave the CALL
     #   unanswered (boot Rejected), a response dict to answer without the
     #   handler, or a CallError to answer with.
-    # check(action, payload, response) -> None or (code, description).
-    def __init__(self, handlers, check, gate=None):
+    # check(action, payload, response) -> None or (code, description): ocpp.check.make().
+    # v201: a 2.0.1 session (the codes and answers above).
+    def __init__(self, handlers, check, gate=None, v201=False):
         self.handlers = handlers
         self.check = check
         self.gate = gate
+        self.v201 = v201
+        self._format = "FormatViolation" if v201 else "FormationViolation"
+        self._framework = "RpcFrameworkError" if v201 else None
         self.ws = None
         self.last_sent = 0  # ticks_ms of our last CALL, for Heartbeat skipping
         self._lock = asyncio.Lock()
@@ -157,7 +177,10 @@ class Rpc:
     # ---- outbound -------------------------------------------------------
     async def call(self, action, payload, timeout=30):
         # Send a CALL and wait for its answer. Returns the CALLRESULT payload;
-        # raises CallError, CallTimeout or NotConnected.
+        # raises CallError, CallTimeout or NotConnected. payload: a dict, or
+        # for a large one a generator function yielding its JSON text in
+        # pieces, the same text at each call (NotifyReport: it is logged, then
+        # measured and sent); sent piece by piece like a large result.
         async with self._lock:
             ws = self.ws
             if ws is None:
@@ -167,7 +190,17 @@ class Rpc:
             self._reply = None
             self._replied.clear()
             try:
-                await self._send([_CALL, msg_id, action, payload])
+                if callable(payload):
+                    head = "[2,%s,%s," % (json.dumps(msg_id), json.dumps(action))
+
+                    def parts():
+                        yield head
+                        yield from payload()
+                        yield "]"
+                    log.frame_parts(">>", parts)
+                    await ws.send_parts(parts)
+                else:
+                    await self._send([_CALL, msg_id, action, payload])
                 self.last_sent = asyncio.ticks()
                 await asyncio.wait_for(self._replied.wait(), timeout)
             except asyncio.TimeoutError:
@@ -214,14 +247,22 @@ class Rpc:
         try:
             msg = json.loads(text)
         except ValueError:
+            if self.v201:
+                return await self.error("-1", self._framework, "frame is not valid JSON")
             return _event("frame is not valid JSON, ignored")
         except (MemoryError, RuntimeError) as e:
             # Too big or too deeply nested for this heap (e.g. 10000 nested
             # arrays): no id can be read, drop it and keep the session.
             gc.collect()
-            why = "frame too complex to parse (%s), ignored" % type(e).__name__
-            return _event(why, "MemoryExhaustion" if type(e) is MemoryError else "InvalidMessages")
+            why = "frame too complex to parse (%s)" % type(e).__name__
+            kind = "MemoryExhaustion" if type(e) is MemoryError else "InvalidMessages"
+            if not self.v201:
+                return _event(why + ", ignored", kind)
+            _event(why, kind)
+            return await self.error("-1", self._framework, why, False)
         if not _frame_ok(msg):
+            if self.v201:
+                return await self._odd201(msg)
             # No usable message id: nothing can be answered (OCPP-J §4.1.3).
             return _event("frame is not an OCPP-J message, ignored")
         kind = msg[0]
@@ -229,8 +270,22 @@ class Rpc:
             await self._on_call(msg)
         elif kind == _RESULT or kind == _ERROR:
             self._on_answer(msg)
+        elif self.v201:  # part 4 §4.4: say so, the CSMS falls back to CALL/CALLRESULT/CALLERROR
+            await self.error(_id201(msg), "MessageTypeNotSupported", "message type %d is not supported" % kind)
         else:
             _event("unknown message type %r ignored" % (kind,))
+
+    async def _odd201(self, msg):
+        # A frame _frame_ok refuses, on a 2.0.1 session: answered unless it is an
+        # answer of the CSMS (those are never answered).
+        kind = msg[0] if type(msg) is list and msg else None
+        if type(kind) is not int:
+            return await self.error("-1", self._framework, "frame is not an OCPP-J message")
+        if kind == _RESULT or kind == _ERROR:
+            return _event("frame is not an OCPP-J message, ignored")
+        if kind != _CALL:
+            return await self.error(_id201(msg), "MessageTypeNotSupported", "message type %d is not supported" % kind)
+        await self.error(_id201(msg), self._framework, "a CALL has 4 elements and a message id")
 
     def _on_answer(self, msg):
         if msg[1] != self._wait_id:
@@ -239,7 +294,7 @@ class Rpc:
         if msg[0] == _RESULT and type(msg[2]) is not dict or msg[0] == _ERROR and (
             len(msg) < 4 or type(msg[2]) is not str
         ):
-            msg = [_ERROR, msg[1], "FormationViolation", "malformed answer"]
+            msg = [_ERROR, msg[1], self._format, "malformed answer"]
             _event("malformed answer to a CALL of ours", warn=False)
         self._reply = msg
         self._replied.set()
@@ -247,9 +302,10 @@ class Rpc:
     async def _on_call(self, msg):
         msg_id = msg[1]
         if len(msg_id) > _MAX_ID:
-            return await self.error(msg_id, "ProtocolError", "message id longer than 36 characters")
+            code = self._framework or "ProtocolError"
+            return await self.error(msg_id, code, "message id longer than 36 characters")
         if len(msg) != 4 or type(msg[2]) is not str:
-            return await self.error(msg_id, "FormationViolation", "a CALL has 4 elements")
+            return await self.error(msg_id, self._framework or self._format, "a CALL has 4 elements")
         action = msg[2]
         payload = msg[3]
         bad = self.check(action, payload, False)
@@ -299,9 +355,9 @@ class Rpc:
         except Exception as e:  # link gone: the CSMS will time out
             log.exc("ocpp", "could not send answer", e)
 
-    async def error(self, msg_id, code, desc):
+    async def error(self, msg_id, code, desc, event=True):
         log.warn("ocpp", "answering CALL %s with %s: %s" % (msg_id, code, desc))
-        if code not in ("NotSupported", "InternalError", "SecurityError"):  # the CALL was not valid OCPP
+        if event and code not in ("NotSupported", "InternalError", "SecurityError"):  # the CALL was not valid OCPP
             _event("%s: %s" % (code, desc), warn=False)
         try:
             await self._send([_ERROR, msg_id, code, desc, {}])

@@ -9,7 +9,7 @@ import security
 from ocpp import check
 from ocpp.rpc import Rpc, CallError, CallTimeout, NotConnected
 from ocpp.outbox import Outbox
-from ocpp.v16 import handlers
+from ocpp.v16 import handlers, tables
 from station import split_phase
 
 from version import VERSION as FIRMWARE_VERSION
@@ -102,7 +102,7 @@ class ChargePoint:
         self.station = station
         self.config = config
         self.boot_fields = boot_fields  # meter / modem fields for BootNotification
-        self.rpc = Rpc(handlers.table(self), check.check, self._gate)
+        self.rpc = Rpc(handlers.table(self), check.make(tables), self._gate)
         # app.py makes the outbox before the station, so that the security events of the boot are journaled
         self.outbox = Outbox(root, config.get("TransactionQueueBytes")) if outbox is None else outbox
         self.outbox.proto = 1  # it sees the messages queued for OCPP 1.6 only

@@ -1,11 +1,10 @@
 """OCPP 2.0.1 boot (B01-B03), Reset (B11, B12) and availability (G03, G04) on the unix port."""
 import time
 
-import pytest
 from ocpp.v201 import call
 
 from dev_csms import DevCSMS
-from v201help import CP, TAG, board201, events, start, statuses, wait_event
+from v201help import CP, TAG, events, start, statuses, wait_event
 
 
 def csms_with(**kw):
@@ -14,17 +13,11 @@ def csms_with(**kw):
     return c
 
 
-@pytest.fixture
-def csms201():
-    c = csms_with()
-    yield c
-    c.stop_thread()
-
 
 def test_pending_then_triggered_boot(firmware_factory, tmp_path):
     csms = csms_with(boot_replies=[("Pending", 60)])
     try:
-        fw = firmware_factory(csms, board=board201(tmp_path))
+        fw = firmware_factory(csms, ocpp="2.0.1")
         fw.start()
         fw.wait_line(r"the CSMS answered Pending")
         # B02: the CSMS may talk to a Pending station, remote start is refused (B02.FR.05)
@@ -51,7 +44,7 @@ def test_pending_then_triggered_boot(firmware_factory, tmp_path):
 def test_rejected_answers_security_error_and_waits_the_interval(firmware_factory, tmp_path):
     csms = csms_with(boot_replies=[("Rejected", 4)])
     try:
-        fw = firmware_factory(csms, board=board201(tmp_path))
+        fw = firmware_factory(csms, ocpp="2.0.1")
         fw.start()
         fw.wait_line(r"the CSMS answered Rejected")
         t0 = time.time()
@@ -69,7 +62,7 @@ def test_rejected_answers_security_error_and_waits_the_interval(firmware_factory
 
 
 def test_availability_persists_across_a_reset(csms201, firmware_factory, tmp_path):
-    fw = firmware_factory(csms201, board=board201(tmp_path))
+    fw = firmware_factory(csms201, ocpp="2.0.1")
     start(fw, csms201)
     r = csms201.run_call(CP, call.ChangeAvailability(operational_status="Inoperative", evse={"id": 2}))
     assert r.status == "Accepted"
@@ -106,7 +99,7 @@ def _charging(fw, csms, evse=1):
 
 
 def test_reset_immediate_ends_the_transaction(csms201, firmware_factory, tmp_path):
-    fw = firmware_factory(csms201, board=board201(tmp_path))
+    fw = firmware_factory(csms201, ocpp="2.0.1")
     start(fw, csms201, [("ClockAlignedDataInterval", 0)])
     started = _charging(fw, csms201)
     txid = started["transactionInfo"]["transactionId"]
@@ -127,7 +120,7 @@ def test_reset_immediate_ends_the_transaction(csms201, firmware_factory, tmp_pat
 
 
 def test_reset_on_idle_waits_for_the_transaction(csms201, firmware_factory, tmp_path):
-    fw = firmware_factory(csms201, board=board201(tmp_path))
+    fw = firmware_factory(csms201, ocpp="2.0.1")
     start(fw, csms201, [("ClockAlignedDataInterval", 0)])
     _charging(fw, csms201, 2)
     assert csms201.run_call(CP, call.Reset(type="OnIdle")).status == "Scheduled"

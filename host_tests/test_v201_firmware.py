@@ -1,22 +1,13 @@
 """OCPP 2.0.1 UpdateFirmware (L01) on the unix port: maintenance.FirmwareUpdate's download,
 check and install, FirmwareStatusNotification with the requestId of the request, the new
 version's BootNotification with reason FirmwareUpdate."""
-import pytest
 from ocpp.v201 import call
 
-from dev_csms import DevCSMS
 from test_maintenance import Files, NEW, OLD, new_bundle, web  # noqa: F401 (fixtures)
-from v201help import CP, board201, start
+from v201help import CP, start
 
 import scenario
 
-
-@pytest.fixture
-def csms201():
-    c = DevCSMS(heartbeat_interval=300, protocols=("ocpp2.0.1",))
-    c.start_in_thread()
-    yield c
-    c.stop_thread()
 
 
 def fw_statuses(csms):
@@ -25,7 +16,7 @@ def fw_statuses(csms):
 
 def test_update_firmware_end_to_end(csms201, firmware_factory, web, new_bundle, tmp_path):  # noqa: F811
     Files.files["new.bin"] = new_bundle
-    fw = firmware_factory(csms201, board=board201(tmp_path))
+    fw = firmware_factory(csms201, ocpp="2.0.1")
     start(fw, csms201)
     r = csms201.run_call(CP, call.UpdateFirmware(request_id=42, firmware={
         "location": web + "/new.bin", "retrieve_date_time": scenario.iso(0)}))
@@ -45,7 +36,7 @@ def test_update_firmware_end_to_end(csms201, firmware_factory, web, new_bundle, 
 
 
 def test_update_that_cannot_be_downloaded(csms201, firmware_factory, web, tmp_path):  # noqa: F811
-    fw = firmware_factory(csms201, board=board201(tmp_path))
+    fw = firmware_factory(csms201, ocpp="2.0.1")
     start(fw, csms201)
     r = csms201.run_call(CP, call.UpdateFirmware(request_id=7, retries=0, firmware={
         "location": web + "/missing.bin", "retrieve_date_time": scenario.iso(0)}))

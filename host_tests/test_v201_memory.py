@@ -11,8 +11,7 @@ import pytest
 from ocpp.v201 import call
 
 from conftest import ROOT
-from dev_csms import DevCSMS
-from v201help import CP, board201, events, statuses
+from v201help import CP, events, statuses
 import scenario
 
 sys.path.insert(0, str(ROOT / "tools"))
@@ -22,13 +21,6 @@ HEAP_BUDGET = os.environ.get("V201_HEAP", "256K")  # test_budget.HEAP_BUDGET, th
 TAG = scenario.BUDGET_TAG
 REMOTE = scenario.BUDGET_REMOTE_TAG
 
-
-@pytest.fixture
-def csms201():
-    c = DevCSMS(heartbeat_interval=300, protocols=("ocpp2.0.1",))
-    c.start_in_thread()
-    yield c
-    c.stop_thread()
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +94,7 @@ def budget_session201(fw, csms):
 
 def test_full_201_session_fits_the_heap_budget_with_mpy_modules(csms201, firmware_factory, mpy_tree, tmp_path):
     fw = firmware_factory(csms201, heapsize=HEAP_BUDGET, main=mpy_tree / "main" / "main.py",
-                          micropypath="%s:.frozen" % (mpy_tree / "x64"), board=board201(tmp_path))
+                          micropypath="%s:.frozen" % (mpy_tree / "x64"), ocpp="2.0.1")
     budget_session201(fw, csms201)
     fw.send("mem")
     print(fw.wait_line(r"memory: \d+ bytes in use"))

@@ -4,7 +4,7 @@ import socket
 import time
 
 from dev_csms import DevCSMS
-from v201help import TAG, board201, events, start, statuses, wait_event
+from v201help import TAG, events, start, statuses, wait_event
 
 ENERGY = "Energy.Active.Import.Register"
 
@@ -30,7 +30,7 @@ def contiguous(evs):
 def test_transaction_across_a_csms_outage(firmware_factory, tmp_path):
     csms = csms201()
     try:
-        fw = firmware_factory(csms, board=board201(tmp_path))
+        fw = firmware_factory(csms, ocpp="2.0.1")
         start(fw, csms, [("MeterValueSampleInterval", 1), ("ClockAlignedDataInterval", 0)])
         fw.send("load 1 16")
         fw.send("plug 1")
@@ -68,7 +68,7 @@ def test_transaction_across_a_csms_outage(firmware_factory, tmp_path):
 
 def test_wholly_offline_sessions_across_a_power_cut(firmware_factory, tmp_path):
     port = free_port()
-    fw = firmware_factory("ws://127.0.0.1:%d" % port, board=board201(tmp_path))
+    fw = firmware_factory("ws://127.0.0.1:%d" % port, ocpp="2.0.1")
     fw.start()
     fw.wait_line(r"cannot connect")
     for cmd in ("set ClockAlignedDataInterval 0", "set MeterValueSampleInterval 1",
@@ -117,7 +117,7 @@ def test_power_cut_after_every_event_was_delivered(firmware_factory, tmp_path):
     # The last seqNo given survives the cut in the journal ("T"), though nothing is queued.
     csms = csms201()
     try:
-        fw = firmware_factory(csms, board=board201(tmp_path))
+        fw = firmware_factory(csms, ocpp="2.0.1")
         start(fw, csms, [("MeterValueSampleInterval", 0), ("ClockAlignedDataInterval", 0)])
         fw.send("load 2 16")
         fw.send("plug 2")
@@ -151,7 +151,7 @@ def test_power_cut_after_every_event_was_delivered(firmware_factory, tmp_path):
 def test_failed_event_is_sent_again_then_given_up(firmware_factory, tmp_path):
     csms = csms201()
     try:
-        fw = firmware_factory(csms, board=board201(tmp_path))
+        fw = firmware_factory(csms, ocpp="2.0.1")
         start(fw, csms, [("MeterValueSampleInterval", 0), ("ClockAlignedDataInterval", 0),
                          ("TransactionMessageRetryInterval", 1), ("TransactionMessageAttempts", 3)])
         csms.errors["TransactionEvent"] = ("InternalError", 1)

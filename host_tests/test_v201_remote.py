@@ -3,21 +3,13 @@ clock-aligned meter values (J01), Authorize with the cache (C01, C10, C15) and a
 token the CSMS refuses in a TransactionEventResponse (E05)."""
 import time
 
-import pytest
 from ocpp.v201 import call
 
 from dev_csms import DevCSMS
-from v201help import CP, TAG, board201, events, start, statuses, wait_event
+from v201help import CP, TAG, events, start, statuses, wait_event
 
 ENERGY = "Energy.Active.Import.Register"
 
-
-@pytest.fixture
-def csms201():
-    c = DevCSMS(heartbeat_interval=300, protocols=("ocpp2.0.1",))
-    c.start_in_thread()
-    yield c
-    c.stop_thread()
 
 
 def trigger(csms, what, evse=None):
@@ -25,7 +17,7 @@ def trigger(csms, what, evse=None):
 
 
 def test_trigger_messages(csms201, firmware_factory, tmp_path):
-    fw = firmware_factory(csms201, board=board201(tmp_path))
+    fw = firmware_factory(csms201, ocpp="2.0.1")
     start(fw, csms201, [("ClockAlignedDataInterval", 0), ("MeterValueSampleInterval", 0)])
     n = len(csms201.calls("Heartbeat"))
     assert trigger(csms201, "Heartbeat") == "Accepted"
@@ -63,7 +55,7 @@ def test_trigger_messages(csms201, firmware_factory, tmp_path):
 
 
 def test_unlock_connector(csms201, firmware_factory, tmp_path):
-    fw = firmware_factory(csms201, board=board201(tmp_path))
+    fw = firmware_factory(csms201, ocpp="2.0.1")
     start(fw, csms201, [("ClockAlignedDataInterval", 0)])
 
     def unlock(evse, connector=1):
@@ -82,7 +74,7 @@ def test_unlock_connector(csms201, firmware_factory, tmp_path):
 
 
 def test_data_transfer_both_ways(csms201, firmware_factory, tmp_path):
-    fw = firmware_factory(csms201, board=board201(tmp_path))
+    fw = firmware_factory(csms201, ocpp="2.0.1")
     start(fw, csms201)
     r = csms201.run_call(CP, call.DataTransfer(vendor_id="mpocpp", message_id="Echo", data={"a": [1, 2]}))
     assert r.status == "Accepted" and r.data == {"a": [1, 2]}
@@ -95,7 +87,7 @@ def test_data_transfer_both_ways(csms201, firmware_factory, tmp_path):
 
 
 def test_clock_aligned_values_outside_a_transaction(csms201, firmware_factory, tmp_path):
-    fw = firmware_factory(csms201, board=board201(tmp_path))
+    fw = firmware_factory(csms201, ocpp="2.0.1")
     start(fw, csms201, [("ClockAlignedDataInterval", 2), ("MeterValuesAlignedData", ENERGY + ",Voltage")])
     csms201.wait_for(lambda: len(csms201.calls("MeterValues")) >= 4, 15, "aligned values of both EVSEs")
     for _, _, p in csms201.calls("MeterValues"):
@@ -115,7 +107,7 @@ def test_offline_authorization_through_the_cache(firmware_factory, tmp_path):
     csms = DevCSMS(heartbeat_interval=300, protocols=("ocpp2.0.1",), tags={"BLOCKED1": "Blocked"})
     csms.start_in_thread()
     try:
-        fw = firmware_factory(csms, board=board201(tmp_path))
+        fw = firmware_factory(csms, ocpp="2.0.1")
         start(fw, csms, [("ClockAlignedDataInterval", 0)])
         fw.send("card 1 " + TAG)  # learnt Accepted (C10)
         fw.wait_line(r"card %s accepted" % TAG)
@@ -142,7 +134,7 @@ def test_token_refused_in_the_transaction_event_response(firmware_factory, tmp_p
     csms = DevCSMS(heartbeat_interval=300, protocols=("ocpp2.0.1",), tags={"STRANGER": "Invalid"})
     csms.start_in_thread()
     try:
-        fw = firmware_factory(csms, board=board201(tmp_path))
+        fw = firmware_factory(csms, ocpp="2.0.1")
         start(fw, csms, [("ClockAlignedDataInterval", 0), ("AllowOfflineTxForUnknownId", "true")])
         csms.stop_thread()
         fw.wait_line(r"connection to the CSMS lost")

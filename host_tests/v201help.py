@@ -1,22 +1,7 @@
-"""Helpers of the OCPP 2.0.1 charge point tests (host_tests/test_v201_*.py): the unix
-board speaking 2.0.1, the boot, and readers of what the CSMS received."""
-import json
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parent.parent
+"""Helpers of the OCPP 2.0.1 charge point tests (host_tests/test_v201_*.py): the boot, and
+readers of what the CSMS received. The firmware speaks 2.0.1 with firmware_factory(..., ocpp="2.0.1")."""
 TAG = "04A2B3C4D5"
 CP = "CP001"
-
-
-def board201(tmp_path, **config):
-    """A copy of boards/unix with OcppVersion ocpp2.0.1 (and more config): its directory."""
-    board = json.loads((ROOT / "boards" / "unix" / "board.json").read_text())
-    board["config"]["OcppVersion"] = "ocpp2.0.1"
-    board["config"].update(config)
-    d = tmp_path / "board201"
-    d.mkdir(exist_ok=True)
-    (d / "board.json").write_text(json.dumps(board))
-    return str(d)
 
 
 def start(fw, csms, settings=(), statuses=2):

@@ -140,7 +140,8 @@ class ChargePoint:
         self.online = False
         self.wake = asyncio.Event()
         security.wake = self.wake  # a queued SecurityEventNotification goes out at once
-        self._last_aligned = 0
+        self._last_aligned = 0  # the AlignedDataCtrlr.Interval slot last sampled
+        self._last_aligned_end = 0  # the AlignedDataCtrlr.TxEndedInterval slot last kept
         self._reported = {}  # evse id -> connectorStatus last queued for the CSMS
         self.states = {}  # evse id -> chargingState last told of its transaction
         self._cause = {}  # evse id -> triggerReason of the next transaction event (plug in / out)
@@ -187,13 +188,6 @@ class ChargePoint:
         except (ImportError, AttributeError):
             pass
         return "PowerUp"
-
-    def _cfg(self, key, default):
-        # A device-model key that the configuration may not have (yet)
-        try:
-            return self.config.get(key)
-        except KeyError:
-            return default
 
     def _accepted(self):
         return self.online and self.registration == "Accepted"
@@ -249,7 +243,7 @@ class ChargePoint:
     def transaction_started(self, tx):
         c = self.station.connector(tx.connector_id)
         tx.start_data = c.reading
-        tx.last_sample = time.ticks_ms()
+        tx.last_sample = tx.last_kept = time.ticks_ms()
         info = {"chargingState": self.charging_state(c)}
         reason = self._cause.pop(c.id, None) or "Authorized"
         token = self._token(tx.id_tag)
@@ -260,7 +254,7 @@ class ChargePoint:
         elif token["type"] == "NoAuthorization":
             reason = "ChargingStateChanged"  # free vend: the vehicle began to draw
         more = {"evse": {"id": c.id, "connectorId": 1}, "idToken": token}
-        mv = meter_value(tx.start_time, c.reading, self._cfg("TxStartedMeasurands", (ENERGY,)), "Transaction.Begin")
+        mv = meter_value(tx.start_time, c.reading, self.config.get("TxStartedMeasurands"), "Transaction.Begin")
         if mv:
             more["meterValue"] = mv
         if tx.reservation_id is not None:
@@ -424,7 +418,7 @@ class ChargePoint:
                 # B04.FR.01/02: offline longer than OfflineThreshold, every
                 # connector's status; shorter, the ones that changed meanwhile
                 gone = time.ticks_diff(time.ticks_ms(), self._offline_at) // 1000
-                every = gone >= self._cfg("OfflineThreshold", 0)
+                every = gone >= self.config.get("OfflineThreshold")
             for c in self.station.connectors[1:]:
                 if every or self._reported.get(c.id) != connector_status(c.status):
                     self.queue_status(c)
@@ -582,28 +576,42 @@ class ChargePoint:
         # Every TxUpdatedInterval (MeterValueSampleInterval) an Updated event
         # with MeterValuePeriodic; at each AlignedDataCtrlr.Interval
         # (ClockAlignedDataInterval) boundary an Updated with MeterValueClock,
-        # or a MeterValues for an EVSE without a transaction.
+        # or a MeterValues for an EVSE without a transaction. The samples of
+        # the Ended event: every SampledDataCtrlr.TxEndedInterval, and at each
+        # AlignedDataCtrlr.TxEndedInterval boundary.
         while True:
             await asyncio.sleep(1)
             now_ms = time.ticks_ms()
             cfg = self.config
             period = cfg.get("MeterValueSampleInterval") * 1000
+            ended = cfg.get("SampledDataTxEndedInterval") * 1000
             for c in self.station.connectors:
                 tx = c.transaction
-                if tx and period > 0 and time.ticks_diff(now_ms, tx.last_sample) >= period:
+                if tx is None or c.id not in self.states:
+                    continue  # (a transaction begun under 1.6 is not ours to tell)
+                if period > 0 and time.ticks_diff(now_ms, tx.last_sample) >= period:
                     tx.last_sample = now_ms
                     self._meter_values(c, tx, cfg.get("MeterValuesSampledData"), "Sample.Periodic")
+                if ended > 0 and time.ticks_diff(now_ms, tx.last_kept) >= ended:
+                    tx.last_kept = now_ms
                     self._keep(c, tx, cfg.get("StopTxnSampledData"), "Sample.Periodic")
+            if not clock.synced():
+                continue
+            now = clock.now()
             aligned = cfg.get("ClockAlignedDataInterval")
-            if aligned > 0 and clock.synced():
-                slot = clock.now() // aligned
-                if slot != self._last_aligned:
-                    first = self._last_aligned == 0
-                    self._last_aligned = slot
-                    if not first:
-                        for c in self.station.connectors[1:]:
-                            self._meter_values(c, c.transaction, cfg.get("MeterValuesAlignedData"), "Sample.Clock")
-                            self._keep(c, c.transaction, cfg.get("StopTxnAlignedData"), "Sample.Clock")
+            if aligned > 0 and now // aligned != self._last_aligned:
+                first = self._last_aligned == 0
+                self._last_aligned = now // aligned
+                for c in self.station.connectors[1:] if not first else ():
+                    tx = c.transaction if c.id in self.states else None
+                    self._meter_values(c, tx, cfg.get("MeterValuesAlignedData"), "Sample.Clock")
+            aligned = cfg.get("AlignedDataTxEndedInterval")
+            if aligned > 0 and now // aligned != self._last_aligned_end:
+                first = self._last_aligned_end == 0
+                self._last_aligned_end = now // aligned
+                for c in self.station.connectors[1:] if not first else ():
+                    if c.id in self.states:
+                        self._keep(c, c.transaction, cfg.get("StopTxnAlignedData"), "Sample.Clock")
 
     def _keep(self, c, tx, measurands, context):
         if tx and c.meter_ok:

@@ -138,8 +138,8 @@ def table(cp):
         # B05-B07 and B08: the device model ([devmodel]), imported at the first such CALL
         "GetVariables": _on_demand(cp, "devmodel", "get_variables"),
         "SetVariables": _on_demand(cp, "devmodel", "set_variables"),
-        "GetBaseReport": _on_demand(cp, "reports", "get_base_report"),
-        "GetReport": _on_demand(cp, "reports", "get_report"),
+        "GetBaseReport": _on_demand(cp, "devmodel", "get_base_report"),  # (reports.py, imported by it)
+        "GetReport": _on_demand(cp, "devmodel", "get_report"),
     }
 
 

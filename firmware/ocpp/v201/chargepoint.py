@@ -150,7 +150,7 @@ class ChargePoint:
         self._offline_at = None  # ticks_ms when the last session ended
         self._boot_not_before = time.ticks_ms()
         self._boot_wake = asyncio.Event()  # TriggerMessage(BootNotification) while Pending
-        self._reason = self._boot_reason()
+        self._reason = handlers.rare("restart", "boot_reason", station.store)  # BootNotification.reason
         self.on_reset = None  # fn(hard, by=None): restarts the firmware (set by app for the port)
         self.tls = None  # () -> the CSMS link's TLS context, for https:// transfers (set by app)
         self.link = None  # the ocpp.link.Link that connects it (set by app)
@@ -167,27 +167,6 @@ class ChargePoint:
         self.station.observer = None
         self.config.unlisten(self._listener)
         security.wake = None
-
-    def _boot_reason(self):
-        # BootNotification.reason: what the restart record of tasks.clean_stop
-        # (read here, before recover() removes it) or the boot stage says.
-        r = self.station.store.load("restart") if self.station.store else None
-        by = r.get("by", "") if type(r) is dict else ""
-        if "update" in by or slots.outcome():
-            return "FirmwareUpdate"
-        if "OnIdle" in by:
-            return "ScheduledReset"
-        if "OCPP" in by:
-            return "RemoteReset"
-        if by:
-            return "LocalReset"  # the installer's cfg.restart()
-        try:
-            import machine
-            if machine.reset_cause() == machine.WDT_RESET:
-                return "Watchdog"
-        except (ImportError, AttributeError):
-            pass
-        return "PowerUp"
 
     def _accepted(self):
         return self.online and self.registration == "Accepted"

@@ -8,6 +8,30 @@ import log
 from ocpp.v201.chargepoint import CARD, ENERGY, STOPS, meter_value
 
 
+def boot_reason(store):
+    # BootNotification.reason (B01): what the restart record of tasks.clean_stop
+    # (read at the ChargePoint's construction, before recover() removes it) or
+    # the boot stage says.
+    import slots
+    r = store.load("restart") if store else None
+    by = r.get("by", "") if type(r) is dict else ""
+    if "update" in by or slots.outcome():
+        return "FirmwareUpdate"
+    if "OnIdle" in by:
+        return "ScheduledReset"
+    if "OCPP" in by:
+        return "RemoteReset"
+    if by:
+        return "LocalReset"  # the installer's cfg.restart()
+    try:
+        import machine
+        if machine.reset_cause() == machine.WDT_RESET:
+            return "Watchdog"
+    except (ImportError, AttributeError):
+        pass
+    return "PowerUp"
+
+
 def reset_request(cp, kind, evse_id):
     # -> (status, after). One controller runs every EVSE: an EVSE cannot
     # restart on its own (B11.FR.09 / B12.FR.09: Rejected). OnIdle waits for

@@ -148,3 +148,13 @@ def test_token_refused_in_the_transaction_event_response(firmware_factory, tmp_p
         assert csms.violations == []
     finally:
         csms.stop_thread()
+
+
+def test_clear_cache(csms201, firmware_factory):
+    fw = firmware_factory(csms201, ocpp="2.0.1")
+    start(fw, csms201)
+    assert csms201.run_call(CP, call.ClearCache()).status == "Accepted"
+    fw.send("set AuthorizationCacheEnabled false")
+    fw.wait_line(r"set AuthorizationCacheEnabled: Accepted")
+    assert csms201.run_call(CP, call.ClearCache()).status == "Rejected"  # C11.FR.04
+    assert csms201.violations == []

@@ -120,6 +120,9 @@ def table(cp):
 
     # ---- C11 ClearCache -------------------------------------------------------------
     def clear_cache(p):
+        # C11.FR.04 (TC_C_38): Rejected while the cache is disabled (AuthCacheCtrlr.Enabled)
+        if not config.get("AuthorizationCacheEnabled"):
+            return {"status": "Rejected"}
         station.auth.cache.clear()
         return {"status": "Accepted"}
 

@@ -140,3 +140,42 @@ def test_remote_start_first_then_plug_and_no_vehicle_in_time(csms201, firmware_f
     started = wait_event(csms201, lambda e: e["eventType"] == "Started", "Started")
     assert started["triggerReason"] == "RemoteStart" and started["transactionInfo"]["remoteStartId"] == 6
     assert csms201.violations == []
+
+
+def test_cable_out_ends_or_suspends_the_transaction(csms201, firmware_factory):
+    fw = firmware_factory(csms201, ocpp="2.0.1")
+    start(fw, csms201, [("ClockAlignedDataInterval", 0)])
+    # the card first, then the cable: the Started is the cable's (CablePluggedIn)
+    fw.send("card 1 " + TAG)
+    csms201.wait_for(lambda: statuses(csms201, 1)[-1:] == [(1, "Occupied")], 10, "Occupied (authorized)")
+    fw.send("load 1 16")
+    fw.send("plug 1")
+    started = wait_event(csms201, lambda e: e["eventType"] == "Started", "Started")
+    assert started["triggerReason"] == "CablePluggedIn" and started["idToken"]["idToken"] == TAG
+    wait_event(csms201, lambda e: e["transactionInfo"].get("chargingState") == "Charging", "Charging")
+    fw.send("unplug 1")  # StopTxOnEVSideDisconnect true: it ends
+    ended = wait_event(csms201, lambda e: e["eventType"] == "Ended", "Ended")
+    assert ended["triggerReason"] == "EVCommunicationLost"
+    assert ended["transactionInfo"]["stoppedReason"] == "EVDisconnected"
+    assert ended["transactionInfo"]["chargingState"] == "Idle"
+    # StopTxOnEVSideDisconnect false: the transaction goes on without the vehicle
+    fw.send("set StopTransactionOnEVSideDisconnect false")
+    fw.wait_line(r"set StopTransactionOnEVSideDisconnect: Accepted")
+    fw.send("plug 2")
+    fw.send("load 2 16")
+    fw.send("card 2 " + TAG)
+    s2 = wait_event(csms201, lambda e: e["eventType"] == "Started" and e["evse"]["id"] == 2, "Started 2")
+    tx2 = s2["transactionInfo"]["transactionId"]
+    wait_event(csms201, lambda e: e["transactionInfo"] == {"transactionId": tx2, "chargingState": "Charging"},
+               "Charging 2")
+    fw.send("unplug 2")
+    gone = wait_event(csms201, lambda e: e["transactionInfo"].get("transactionId") == tx2
+                      and e["triggerReason"] == "EVCommunicationLost", "cable out")
+    assert gone["eventType"] == "Updated" and gone["transactionInfo"]["chargingState"] == "Idle"
+    fw.send("plug 2")
+    back = wait_event(csms201, lambda e: e["transactionInfo"].get("transactionId") == tx2
+                      and e["triggerReason"] == "CablePluggedIn", "cable in")
+    assert back["eventType"] == "Updated" and back["transactionInfo"]["chargingState"] != "Idle"
+    evs = events(csms201, tx2)
+    assert [e["seqNo"] for e in evs] == list(range(len(evs)))
+    assert csms201.violations == []

@@ -53,6 +53,7 @@ def test_an_offline_transaction_waits_for_a_session_of_its_own_version(firmware_
         fw.start()
         fw.wait_line(r"accepted this charging station")
         csms.wait_for(lambda: csms.calls("StatusNotification", proto="ocpp2.0.1"), 15, "2.0.1 statuses")
+        scenario.settle(fw, [("AllowOfflineTxForUnknownId", "true")])  # the card is unknown offline
         csms.stop_thread()
         fw.wait_line(r"connection to the CSMS lost")
         # A whole session while the CSMS is away: its TransactionEvents are queued for 2.0.1.

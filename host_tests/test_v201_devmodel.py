@@ -13,7 +13,6 @@ firmware/ocpp/v201/chargepoint.py exists."""
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -778,25 +777,17 @@ E2E = pytest.mark.skipif(not (ROOT / "firmware" / "ocpp" / "v201" / "chargepoint
                          reason="the 2.0.1 ChargePoint (firmware/ocpp/v201/chargepoint.py) is not there yet")
 
 
-def board201(tmp_path):
-    """boards/unix with OcppVersion ocpp2.0.1 in its configuration."""
-    d = tmp_path / "board201"
-    shutil.copytree(ROOT / "boards" / "unix", d)
-    b = json.loads((d / "board.json").read_text())
-    b["config"]["OcppVersion"] = "ocpp2.0.1"
-    (d / "board.json").write_text(json.dumps(b))
-    return str(d)
-
-
 def boot201(fw, csms):
+    # (re)start and wait for this boot's BootNotification and the EVSEs' statuses after it
+    boots, statuses = len(csms.calls("BootNotification")), len(csms.calls("StatusNotification"))
     fw.start()
-    csms.wait_for(lambda: csms.calls("BootNotification"), 20, "BootNotification")
-    csms.wait_for(lambda: len(csms.calls("StatusNotification")) >= 2, 20, "the EVSEs' statuses")
+    csms.wait_for(lambda: len(csms.calls("BootNotification")) > boots, 20, "BootNotification")
+    csms.wait_for(lambda: len(csms.calls("StatusNotification")) >= statuses + 2, 20, "the EVSEs' statuses")
 
 
 @pytest.fixture
-def fw201(csms201, firmware_factory, tmp_path):
-    fw = firmware_factory(csms201, board=board201(tmp_path))
+def fw201(csms201, firmware_factory):
+    fw = firmware_factory(csms201, ocpp="2.0.1")
     boot201(fw, csms201)
     return fw
 

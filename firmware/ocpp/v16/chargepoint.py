@@ -10,6 +10,7 @@ from ocpp import check
 from ocpp.rpc import Rpc, CallError, CallTimeout, NotConnected
 from ocpp.outbox import Outbox
 from ocpp.v16 import handlers, tables
+from ocpp.session import Session, why as _why
 from station import split_phase
 
 from version import VERSION as FIRMWARE_VERSION
@@ -26,13 +27,6 @@ _UNITS = {
 }
 _PHASES = ("L1", "L2", "L3")
 _VOLT_PHASES = ("L1-N", "L2-N", "L3-N")
-
-
-def _why(e):
-    # A failed CALL of ours in a few words for the log.
-    if isinstance(e, CallError):
-        return "the CSMS answered %s %s" % (e.code, e.desc)
-    return "no answer" if isinstance(e, CallTimeout) else "not connected"
 
 
 def sampled_values(reading, measurands, context):
@@ -65,21 +59,6 @@ def _sample(v, context, measurand, unit, phase):
     return s
 
 
-def keep_sample(tx, t, context, measurands, reading, limit):
-    # A reading for StopTransaction's transactionData (StopTxnSampledData,
-    # StopTxnAlignedData): only the values asked for are kept. Beside the
-    # Begin and End values at most `limit` - 2 are held (StopTransactionMaxMeterValues):
-    # when full, every other one goes (errata 9.1.23: 1st, 3rd, 5th...) and
-    # from then on only every second new one is kept, so they stay evenly spread.
-    tx.sample_count += 1
-    if not measurands or reading is None or tx.sample_count % tx.sample_stride:
-        return
-    tx.samples.append((t, context, measurands, tuple([reading.get(split_phase(m)[0]) for m in measurands])))
-    if len(tx.samples) > max(limit - 2, 0):
-        tx.samples = tx.samples[1::2]
-        tx.sample_stride *= 2
-
-
 def transaction_data(tx, begin_end):
     # transactionData of StopTransaction: Transaction.Begin, the kept samples,
     # Transaction.End; empty when nothing is configured (errata 3.14.5).
@@ -95,7 +74,7 @@ def transaction_data(tx, begin_end):
     return data
 
 
-class ChargePoint:
+class ChargePoint(Session):
     PROTOCOL = "ocpp1.6"  # the WebSocket subprotocol it speaks
 
     def __init__(self, station, config, boot_fields, root="", outbox=None):
@@ -123,12 +102,6 @@ class ChargePoint:
         station.observer = self
         self._listener = self._config_changed
         config.listen(self._listener)
-
-    def detach(self):
-        # Before a ChargePoint of the other OCPP version takes over (app.switch).
-        self.station.observer = None
-        self.config.unlisten(self._listener)
-        security.wake = None
 
     # ---- station observer ------------------------------------------------
     def status_changed(self, c):
@@ -231,53 +204,7 @@ class ChargePoint:
             return {"status": "Rejected"}
         return None
 
-    def _config_changed(self, key, value):
-        if key == "HeartbeatInterval":
-            self.wake.set()
-
     # ---- one connection ----------------------------------------------------
-    async def session(self, ws):
-        # Runs while the WebSocket is open: the reader and the talker side by side.
-        self.online = True
-        talker = asyncio.create_task(self._talk(ws))
-        keeper = asyncio.create_task(self._keepalive(ws))
-        try:
-            await self.rpc.serve(ws)
-        except Exception as e:
-            log.exc("ocpp", "connection failed", e)
-            if "memory" in str(e):  # lib/ws.py closed it (1009) for want of heap: whitepaper §8
-                security.event("MemoryExhaustion", str(e))
-        finally:
-            self.online = False
-            talker.cancel()
-            keeper.cancel()
-            self.outbox.drop_volatile()
-            try:
-                await ws.close()
-            except Exception:
-                pass
-
-    async def _keepalive(self, ws):
-        # WebSocket ping every WebSocketPingInterval seconds of silence; a link
-        # that stays silent for two intervals more is half-open: drop it, so
-        # the supervisor reconnects (OCPP-J 1.6 §5.3).
-        while True:
-            interval = self.config.get("WebSocketPingInterval") * 1000
-            if interval <= 0:
-                await asyncio.sleep(5)
-                continue
-            quiet = time.ticks_diff(time.ticks_ms(), ws.last_rx)
-            if quiet >= 3 * interval:
-                log.warn("link", "no sign of the CSMS for %d s: the connection is dead, reconnecting" % (quiet // 1000))
-                await ws.close(1001, "no pong")
-                return
-            if quiet >= interval:
-                try:
-                    await ws.ping()
-                except Exception:
-                    pass
-            await asyncio.sleep_ms(min(interval, 1000))
-
     async def _talk(self, ws):
         try:
             if self.registration != "Accepted":
@@ -296,7 +223,7 @@ class ChargePoint:
             log.exc("ocpp", "session failed, reconnecting", e)
             await ws.close()
 
-    async def _boot(self):
+    def _boot_payload(self):
         p = {"chargePointVendor": self.config.get("ChargePointVendor"),
              "chargePointModel": self.config.get("ChargePointModel"),
              "firmwareVersion": FIRMWARE_VERSION}
@@ -307,82 +234,28 @@ class ChargePoint:
         for k, v in self.boot_fields.items():
             if v:
                 p[k] = v
-        while True:
-            # After Pending/Rejected nothing is sent before the interval is over,
-            # even across reconnects (§4.2).
-            early = time.ticks_diff(self._boot_not_before, time.ticks_ms())
-            if early > 0:
-                self._boot_wake.clear()
-                try:  # a TriggerMessage(BootNotification) cuts the wait short
-                    await asyncio.wait_for_ms(self._boot_wake.wait(), early)
-                except asyncio.TimeoutError:
-                    pass
-            wait = self.config.get("BootRetryInterval")
-            try:
-                answer = await self.rpc.call("BootNotification", p)
-            except (CallError, CallTimeout) as e:
-                # §4.2: an error answer is no registration; the next try waits
-                # BootRetryInterval, even across a reconnect.
-                log.warn("boot", "BootNotification failed (%s), retrying in %d s" % (_why(e), wait))
-                self._boot_not_before = time.ticks_add(time.ticks_ms(), wait * 1000)
-                continue
-            status = answer["status"]
-            self.registration = status
-            if answer["interval"] > 0:
-                wait = answer["interval"]
-            t = clock.parse(answer["currentTime"])
-            if t:
-                clock.set(t)
-            if status == "Accepted":
-                log.info("boot", "the CSMS accepted this charge point (heartbeat every %d s)" % wait)
-                slots.confirm()  # an update on trial is good: keep it
-                if answer["interval"] > 0:
-                    self.config.set("HeartbeatInterval", answer["interval"], False)
-                return
-            log.info("boot", "the CSMS answered %s, next BootNotification in %d s" % (status, wait))
-            self._boot_not_before = time.ticks_add(time.ticks_ms(), wait * 1000)
+        return p
 
-    async def _send_loop(self):
-        while True:
-            e = self.outbox.peek()
-            if e is not None and e.retry_at is not None:
-                wait = time.ticks_diff(e.retry_at, time.ticks_ms())
-                if wait > 0:
-                    # A transaction message waits for its retry: messages that
-                    # are not transaction-related need not wait behind it.
-                    e = self.outbox.peek_volatile()
-                    if e is None:
-                        await self._idle(wait)
-                        continue
-            if e is None:
-                await self._idle()
-                continue
-            if e.local and e.action != "StartTransaction":  # a transaction's (KEPT is 0)
-                tx_id = self.outbox.tx_id(e.local)
-                if tx_id is None:
-                    # Its StartTransaction was given up: the CSMS cannot place it.
-                    log.warn("outbox", "%s of transaction %d dropped: the CSMS never numbered the transaction" % (
-                        e.action, e.local))
-                    self.outbox.pop(e)
-                    continue
-                e.payload["transactionId"] = tx_id
-            elif e.action == "SecurityEventNotification":
-                security.restamp(e.payload)
-            try:
-                answer = await self.rpc.call(e.action, e.payload, self.config.get("MessageTimeout"))
-            except CallError as err:
-                # NotImplemented, NotSupported: a CSMS that does not know the action
-                self._failed(e, "%s %s" % (err.code, err.desc), err.code in ("NotImplemented", "NotSupported"))
-                continue
-            except CallTimeout:
-                self._failed(e, "no answer within MessageTimeout")
-                continue
-            if e.action == "StartTransaction":
-                self.outbox.set_id(e.local, answer["transactionId"])
-                self._started(self._live(e.local), answer)
-            if e.action in ("StartTransaction", "StopTransaction"):
-                self._learn(e.payload.get("idTag"), answer.get("idTagInfo"))
-            self.outbox.pop(e)
+    def _ready(self, e):
+        # The queued message e, about to go: a transaction's gets the CSMS's
+        # transactionId (KEPT is 0); -> False when it was dropped instead.
+        if e.local and e.action != "StartTransaction":
+            tx_id = self.outbox.tx_id(e.local)
+            if tx_id is None:
+                # Its StartTransaction was given up: the CSMS cannot place it.
+                log.warn("outbox", "%s of transaction %d dropped: the CSMS never numbered the transaction" % (
+                    e.action, e.local))
+                self.outbox.pop(e)
+                return False
+            e.payload["transactionId"] = tx_id
+        return True
+
+    def _answered(self, e, answer):
+        if e.action == "StartTransaction":
+            self.outbox.set_id(e.local, answer["transactionId"])
+            self._started(self._live(e.local), answer)
+        if e.action in ("StartTransaction", "StopTransaction"):
+            self._learn(e.payload.get("idTag"), answer.get("idTagInfo"))
 
     def _live(self, local):
         # The running Transaction with this local number, or None.
@@ -390,30 +263,6 @@ class ChargePoint:
             if c.transaction and c.transaction.local_id == local:
                 return c.transaction
         return None
-
-    def _failed(self, e, why, unknown=False):
-        # OCPP 1.6 §3.7.1 (errata): a transaction message the CSMS fails to
-        # process (a CALLERROR, an invalid answer or none) is sent at most
-        # TransactionMessageAttempts times, waiting TransactionMessageRetryInterval
-        # x the number of earlier sends before each resend, then skipped. Other
-        # messages are not resent: the next status or reading supersedes them.
-        # A KEPT one (SecurityEventNotification) follows the transaction rule,
-        # except that a CSMS that does not know the action (`unknown`: no
-        # security extension) is not asked again; a skipped event stays in the
-        # security log. A lost link is no attempt: the message waits for the
-        # next connection.
-        e.attempts += 1
-        what = "%s of transaction %d" % (e.action, e.local) if e.local else e.action
-        if e.local is None or e.attempts >= self.config.get("TransactionMessageAttempts") or (
-                unknown and e.local == 0):  # outbox.KEPT
-            log.warn("outbox", "%s dropped after %d attempt%s, the CSMS did not process it: %s%s" % (
-                what, e.attempts, "" if e.attempts == 1 else "s", why,
-                "; its later messages go too" if e.action == "StartTransaction" else ""))
-            self.outbox.pop(e)
-            return
-        wait = self.config.get("TransactionMessageRetryInterval") * e.attempts
-        e.retry_at = time.ticks_add(time.ticks_ms(), wait * 1000)
-        log.warn("outbox", "%s failed (%s), sending it again in %d s" % (what, why, wait))
 
     def _started(self, tx, answer):
         # tx: the running Transaction, or None when it has ended meanwhile.
@@ -429,30 +278,6 @@ class ChargePoint:
         if info.get("status") != "Accepted":
             log.warn("auth", "the CSMS did not accept %s for the transaction: %s" % (tx.id_tag, info.get("status")))
             self.station.deauthorize(tx, "DeAuthorized")
-
-    async def _idle(self, limit=None):
-        # Wait for the next message (at most `limit` ms), sending a Heartbeat
-        # when the link has been quiet.
-        interval = self.config.get("HeartbeatInterval") * 1000
-        quiet = time.ticks_diff(time.ticks_ms(), self.rpc.last_sent)
-        if interval > 0 and quiet >= interval:
-            try:
-                answer = await self.rpc.call("Heartbeat", {})
-                t = clock.parse(answer["currentTime"])
-                if t:
-                    clock.set(t)
-            except (CallError, CallTimeout) as e:
-                log.warn("ocpp", "Heartbeat failed: %s" % _why(e))
-                self.rpc.last_sent = time.ticks_ms()
-            return
-        self.wake.clear()
-        wait = interval - quiet if interval > 0 else 60000
-        if limit is not None:
-            wait = min(wait, limit)
-        try:
-            await asyncio.wait_for_ms(self.wake.wait(), max(wait, 10))
-        except asyncio.TimeoutError:
-            pass
 
     # ---- meter values (§4.7) ------------------------------------------------
     async def sample_meters(self):
@@ -507,11 +332,6 @@ class ChargePoint:
             self._cert_due = certsign.check(self)
         except Exception as e:  # never the meter loop's end
             log.exc("certs", "cannot look at the client certificate", e)
-
-    def _keep(self, c, tx, measurands, context):
-        if tx and c.meter_ok:
-            keep_sample(tx, c.reading_time, context, measurands, c.reading,
-                        self.config.get("StopTransactionMaxMeterValues"))
 
     def _meter_values(self, c, tx, measurands, context):
         if c.reading is None or not c.meter_ok or not measurands:
@@ -640,25 +460,9 @@ class ChargePoint:
                 await self._send_now("MeterValues", p)
 
     async def reset(self, hard):
-        # After the confirmation: running transactions end (SoftReset /
-        # HardReset) and their StopTransaction is given MessageTimeout seconds
-        # to reach the CSMS (it stays queued in flash anyway), then the link is
-        # closed and the firmware restarts.
+        # §5.14, after the confirmation: transactions end with SoftReset / HardReset.
         log.info("ocpp", "%s reset asked by the CSMS" % ("hard" if hard else "soft"))
-        self.station.stop_all("HardReset" if hard else "SoftReset")
-        self.wake.set()
-        end = time.ticks_add(time.ticks_ms(), self.config.get("MessageTimeout") * 1000)
-        while self.outbox.pending_tx() and self.online and time.ticks_diff(end, time.ticks_ms()) > 0:
-            await asyncio.sleep_ms(50)
-        ws = self.rpc.ws
-        if ws:
-            try:
-                await ws.close()
-            except Exception:
-                pass
-        log.info("boot", "restarting now")
-        if self.on_reset:
-            self.on_reset(hard)
+        await self._restart(hard, "HardReset" if hard else "SoftReset")
 
     # ---- Firmware update and diagnostics (§5.19, §5.9) ----------------------
     def maintenance(self, firmware):

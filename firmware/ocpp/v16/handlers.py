@@ -5,8 +5,8 @@
 # the section numbers are those of the OCPP 1.6 specification.
 import clock
 import log
+from ocpp import session
 
-VENDOR_ID = "mpocpp"  # our vendorId for DataTransfer
 # UpdateFirmware and GetDiagnostics without retries / retryInterval: 3 attempts, 60 s apart
 _RETRIES = 2
 _RETRY_INTERVAL = 60
@@ -18,13 +18,6 @@ def table(cp):
     station = cp.station
 
     # ---- Core ---------------------------------------------------------------
-    def data_transfer(p):
-        # §5.6: we know only our own vendorId.
-        if p["vendorId"] != VENDOR_ID:
-            return {"status": "UnknownVendorId"}
-        if p.get("messageId") == "Echo":
-            return {"status": "Accepted", "data": p.get("data", "")}
-        return {"status": "UnknownMessageId"}
 
     def change_configuration(p):
         # §5.3: NotSupported, Rejected, RebootRequired or Accepted (config.set).
@@ -186,7 +179,7 @@ def table(cp):
         return ({"status": status}, after) if after else {"status": status}
 
     return {
-        "DataTransfer": data_transfer,
+        "DataTransfer": session.data_transfer,
         "ChangeConfiguration": change_configuration,
         "GetConfiguration": get_configuration,
         "RemoteStartTransaction": remote_start,

@@ -14,6 +14,7 @@ import security
 from ocpp import check
 from ocpp.rpc import Rpc, CallError, CallTimeout, NotConnected
 from ocpp.v201 import handlers, tables
+from ocpp.session import Session, why as _why
 from station import split_phase
 
 from version import VERSION as FIRMWARE_VERSION
@@ -48,13 +49,6 @@ STOPS = {
     "EmergencyStop": ("EmergencyStop", "AbnormalCondition"),
 }
 CARD = "ISO14443"  # the idToken type of a card from the reader or the console
-
-
-def _why(e):
-    # A failed CALL of ours in a few words for the log.
-    if isinstance(e, CallError):
-        return "the CSMS answered %s %s" % (e.code, e.desc)
-    return "no answer" if isinstance(e, CallTimeout) else "not connected"
 
 
 def connector_status(status):
@@ -109,22 +103,9 @@ def meter_value(t, reading, measurands, context):
     return [{"timestamp": clock.iso(t), "sampledValue": values}] if values else None
 
 
-def keep_sample(tx, t, context, measurands, reading, limit):
-    # As ocpp/v16's: a reading kept for the Ended event's meterValue
-    # (TxEndedMeasurands = StopTxnSampledData, AlignedDataCtrlr.TxEndedMeasurands
-    # = StopTxnAlignedData), at most `limit` - 2 beside Begin and End, thinned
-    # evenly (every other one) when full.
-    tx.sample_count += 1
-    if not measurands or reading is None or tx.sample_count % tx.sample_stride:
-        return
-    tx.samples.append((t, context, measurands, tuple([reading.get(split_phase(m)[0]) for m in measurands])))
-    if len(tx.samples) > max(limit - 2, 0):
-        tx.samples = tx.samples[1::2]
-        tx.sample_stride *= 2
-
-
-class ChargePoint:
+class ChargePoint(Session):
     PROTOCOL = "ocpp2.0.1"
+    ACCEPTED = "the CSMS accepted this charging station"
 
     def __init__(self, station, config, boot_fields, root="", outbox=None):
         self.station = station
@@ -147,7 +128,7 @@ class ChargePoint:
         self._cause = {}  # evse id -> triggerReason of the next transaction event (plug in / out)
         self._remote = {}  # evse id -> [idToken, type, remoteStartId] of a RequestStartTransaction under way
         self.pending_reset = False  # a Reset OnIdle waits for the transactions to end
-        self._offline_at = None  # ticks_ms when the last session ended
+        self.offline_at = None  # ticks_ms when the last session ended
         self._boot_not_before = time.ticks_ms()
         self._boot_wake = asyncio.Event()  # TriggerMessage(BootNotification) while Pending
         self._reason = handlers.rare("restart", "boot_reason", station.store)  # BootNotification.reason
@@ -161,12 +142,6 @@ class ChargePoint:
         station.observer = self
         self._listener = self._config_changed  # (one bound method: unlisten finds it)
         config.listen(self._listener)
-
-    def detach(self):
-        # Before a ChargePoint of the other OCPP version takes over (app.switch).
-        self.station.observer = None
-        self.config.unlisten(self._listener)
-        security.wake = None
 
     def _accepted(self):
         return self.online and self.registration == "Accepted"
@@ -340,63 +315,17 @@ class ChargePoint:
             return {"status": "Rejected"}
         return None
 
-    def _config_changed(self, key, value):
-        if key == "HeartbeatInterval":
-            self.wake.set()
-
     # ---- one connection ----------------------------------------------------
-    async def session(self, ws):
-        # Runs while the WebSocket is open: the reader and the talker side by side.
-        self.online = True
-        talker = asyncio.create_task(self._talk(ws))
-        keeper = asyncio.create_task(self._keepalive(ws))
-        try:
-            await self.rpc.serve(ws)
-        except Exception as e:
-            log.exc("ocpp", "connection failed", e)
-            if "memory" in str(e):  # lib/ws.py closed it (1009) for want of heap
-                security.event("MemoryExhaustion", str(e))
-        finally:
-            self.online = False
-            self._offline_at = time.ticks_ms()
-            talker.cancel()
-            keeper.cancel()
-            self.outbox.drop_volatile()
-            try:
-                await ws.close()
-            except Exception:
-                pass
-
-    async def _keepalive(self, ws):
-        # WebSocket ping every WebSocketPingInterval seconds of silence; a link
-        # silent for two intervals more is half-open: drop it (part 4 §5.3).
-        while True:
-            interval = self.config.get("WebSocketPingInterval") * 1000
-            if interval <= 0:
-                await asyncio.sleep(5)
-                continue
-            quiet = time.ticks_diff(time.ticks_ms(), ws.last_rx)
-            if quiet >= 3 * interval:
-                log.warn("link", "no sign of the CSMS for %d s: the connection is dead, reconnecting" % (quiet // 1000))
-                await ws.close(1001, "no pong")
-                return
-            if quiet >= interval:
-                try:
-                    await ws.ping()
-                except Exception:
-                    pass
-            await asyncio.sleep_ms(min(interval, 1000))
-
     async def _talk(self, ws):
         try:
             every = self.registration != "Accepted"
             if every:
                 await self._boot()
                 self._report_update()
-            elif self._offline_at is not None:
+            elif self.offline_at is not None:
                 # B04.FR.01/02: offline longer than OfflineThreshold, every
                 # connector's status; shorter, the ones that changed meanwhile
-                gone = time.ticks_diff(time.ticks_ms(), self._offline_at) // 1000
+                gone = time.ticks_diff(time.ticks_ms(), self.offline_at) // 1000
                 every = gone >= self.config.get("OfflineThreshold")
             for c in self.station.connectors[1:]:
                 if every or self._reported.get(c.id) != connector_status(c.status):
@@ -424,76 +353,13 @@ class ChargePoint:
             cs["modem"] = modem
         return {"reason": self._reason, "chargingStation": cs}
 
-    async def _boot(self):
-        while True:
-            # B02.FR.02, B03.FR.06: after Pending/Rejected nothing before the
-            # interval is over, even across reconnects; in Pending a
-            # TriggerMessage(BootNotification) cuts the wait short.
-            early = time.ticks_diff(self._boot_not_before, time.ticks_ms())
-            if early > 0:
-                self._boot_wake.clear()
-                try:
-                    await asyncio.wait_for_ms(self._boot_wake.wait(), early)
-                except asyncio.TimeoutError:
-                    pass
-            wait = self.config.get("BootRetryInterval")
-            try:
-                answer = await self.rpc.call("BootNotification", self._boot_payload())
-            except (CallError, CallTimeout) as e:
-                log.warn("boot", "BootNotification failed (%s), retrying in %d s" % (_why(e), wait))
-                self._boot_not_before = time.ticks_add(time.ticks_ms(), wait * 1000)
-                continue
-            status = answer["status"]
-            self.registration = status
-            if answer["interval"] > 0:
-                wait = answer["interval"]
-            t = clock.parse(answer["currentTime"])
-            if t:
-                clock.set(t)
-            if status == "Accepted":
-                log.info("boot", "the CSMS accepted this charging station (heartbeat every %d s)" % wait)
-                slots.confirm()  # an update on trial is good: keep it
-                if answer["interval"] > 0:
-                    self.config.set("HeartbeatInterval", answer["interval"], False)
-                return
-            log.info("boot", "the CSMS answered %s, next BootNotification in %d s" % (status, wait))
-            self._boot_not_before = time.ticks_add(time.ticks_ms(), wait * 1000)
-
-    async def _send_loop(self):
-        while True:
-            e = self.outbox.peek()
-            if e is not None and e.retry_at is not None:
-                wait = time.ticks_diff(e.retry_at, time.ticks_ms())
-                if wait > 0:
-                    # A transaction message waits for its retry: the others need not wait behind it.
-                    e = self.outbox.peek_volatile()
-                    if e is None:
-                        await self._idle(wait)
-                        continue
-            if e is None:
-                await self._idle()
-                continue
-            if e.action == "SecurityEventNotification":
-                security.restamp(e.payload)
-            try:
-                answer = await self.rpc.call(e.action, e.payload, self.config.get("MessageTimeout"))
-            except CallError as err:
-                self._failed(e, "%s %s" % (err.code, err.desc), err.code in ("NotImplemented", "NotSupported"))
-                continue
-            except CallTimeout:
-                self._failed(e, "no answer within MessageTimeout")
-                continue
-            if e.action == "TransactionEvent":
-                self._answered(e, answer)
-            self.outbox.pop(e)
-
     def _answered(self, e, answer):
         # idTokenInfo of a TransactionEventResponse: into the cache (C10); a
         # running transaction whose idToken the CSMS does not accept is
         # deauthorized (E05: StopTxOnInvalidId, MaxEnergyOnInvalidId).
         i = answer.get("idTokenInfo")
         tok = e.payload.get("idToken")
-        if not i or not tok or not tok["idToken"]:
+        if e.action != "TransactionEvent" or not i or not tok or not tok["idToken"]:
             return
         info = id_tag_info(i)
         self.station.auth.learn(tok["idToken"], info)
@@ -504,51 +370,6 @@ class ChargePoint:
             if tx and tx.local_id == e.local and tx.id_tag == tok["idToken"]:
                 log.warn("auth", "the CSMS did not accept %s for the transaction: %s" % (tx.id_tag, info["status"]))
                 self.station.deauthorize(tx, "DeAuthorized")
-
-    def _failed(self, e, why, unknown=False):
-        # E13 (and 1.6 §3.7.1): a transaction message the CSMS fails to
-        # process (a CALLERROR, an invalid answer or none) is sent at most
-        # MessageAttempts (TransactionMessageAttempts) times, waiting
-        # MessageAttemptInterval x the number of earlier sends before each
-        # resend, then skipped. Other messages are not resent. A KEPT one
-        # (SecurityEventNotification) follows the transaction rule, except that
-        # a CSMS that does not know the action is not asked again. A lost link
-        # is no attempt.
-        e.attempts += 1
-        what = "%s of transaction %d" % (e.action, e.local) if e.local else e.action
-        if e.local is None or e.attempts >= self.config.get("TransactionMessageAttempts") or (
-                unknown and e.local == 0):  # outbox.KEPT
-            log.warn("outbox", "%s dropped after %d attempt%s, the CSMS did not process it: %s" % (
-                what, e.attempts, "" if e.attempts == 1 else "s", why))
-            self.outbox.pop(e)
-            return
-        wait = self.config.get("TransactionMessageRetryInterval") * e.attempts
-        e.retry_at = time.ticks_add(time.ticks_ms(), wait * 1000)
-        log.warn("outbox", "%s failed (%s), sending it again in %d s" % (what, why, wait))
-
-    async def _idle(self, limit=None):
-        # Wait for the next message (at most `limit` ms), sending a Heartbeat
-        # when the link has been quiet.
-        interval = self.config.get("HeartbeatInterval") * 1000
-        quiet = time.ticks_diff(time.ticks_ms(), self.rpc.last_sent)
-        if interval > 0 and quiet >= interval:
-            try:
-                answer = await self.rpc.call("Heartbeat", {})
-                t = clock.parse(answer["currentTime"])
-                if t:
-                    clock.set(t)
-            except (CallError, CallTimeout) as e:
-                log.warn("ocpp", "Heartbeat failed: %s" % _why(e))
-                self.rpc.last_sent = time.ticks_ms()
-            return
-        self.wake.clear()
-        wait = interval - quiet if interval > 0 else 60000
-        if limit is not None:
-            wait = min(wait, limit)
-        try:
-            await asyncio.wait_for_ms(self.wake.wait(), max(wait, 10))
-        except asyncio.TimeoutError:
-            pass
 
     # ---- meter values (E02 Updated, J01, J02) ---------------------------------
     async def sample_meters(self):
@@ -591,11 +412,6 @@ class ChargePoint:
                 for c in self.station.connectors[1:] if not first else ():
                     if c.id in self.states:
                         self._keep(c, c.transaction, cfg.get("StopTxnAlignedData"), "Sample.Clock")
-
-    def _keep(self, c, tx, measurands, context):
-        if tx and c.meter_ok:
-            keep_sample(tx, c.reading_time, context, measurands, c.reading,
-                        self.config.get("StopTransactionMaxMeterValues"))
 
     def _meter_values(self, c, tx, measurands, context):
         if c.reading is None or not c.meter_ok or not measurands:

@@ -198,14 +198,7 @@ def find(cp, component, variable):
     return None, pos, evse
 
 
-def _text(v):
-    if v is True:
-        return "true"
-    if v is False:
-        return "false"
-    if isinstance(v, list):
-        return ",".join(v)
-    return str(v)
+_text = _cf._text  # a configuration value as text, as 1.6's GetConfiguration gives it
 
 
 def _wanted(c):

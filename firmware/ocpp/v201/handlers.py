@@ -4,8 +4,8 @@
 # response is out. Handlers only call the station model and configuration;
 # the use case numbers are those of OCPP 2.0.1 part 2 (quoted by part 6).
 import log
+from ocpp import session
 
-VENDOR_ID = "mpocpp"  # our vendorId for DataTransfer
 
 
 def rare(module, fn, *args):
@@ -35,15 +35,6 @@ def _connector(station, evse):
 def table(cp):
     config = cp.config
     station = cp.station
-
-    # ---- P01 DataTransfer ------------------------------------------------------
-    def data_transfer(p):
-        # we know only our own vendorId and its Echo message
-        if p["vendorId"] != VENDOR_ID:
-            return {"status": "UnknownVendorId"}
-        if p.get("messageId") == "Echo":
-            return {"status": "Accepted", "data": p.get("data", "")}
-        return {"status": "UnknownMessageId"}
 
     # ---- F01-F04 remote start and stop ---------------------------------------------
     def request_start(p):
@@ -127,7 +118,7 @@ def table(cp):
         return {"status": "Accepted"}
 
     return {
-        "DataTransfer": data_transfer,
+        "DataTransfer": session.data_transfer,
         "RequestStartTransaction": request_start,
         "RequestStopTransaction": request_stop,
         "GetTransactionStatus": transaction_status,

@@ -2,7 +2,6 @@
 # a restart interrupted. Seldom run: imported for the call and let go again
 # (handlers.rare).
 import asyncio
-import time
 import clock
 import log
 from ocpp.v201.chargepoint import CARD, ENERGY, STOPS, meter_value
@@ -55,20 +54,7 @@ async def reset(cp, immediate, scheduled=False):
     # ScheduledReset for an OnIdle reset that waited.
     log.info("ocpp", "%s reset asked by the CSMS" % ("scheduled" if scheduled else "immediate" if immediate
                                                      else "idle"))
-    cp.station.stop_all("HardReset")
-    cp.wake.set()
-    end = time.ticks_add(time.ticks_ms(), cp.config.get("MessageTimeout") * 1000)
-    while cp.outbox.pending_tx() and cp.online and time.ticks_diff(end, time.ticks_ms()) > 0:
-        await asyncio.sleep_ms(50)
-    ws = cp.rpc.ws
-    if ws:
-        try:
-            await ws.close()
-        except Exception:
-            pass
-    log.info("boot", "restarting now")
-    if cp.on_reset:
-        cp.on_reset(True, "OCPP Reset (%s)" % ("OnIdle" if scheduled else "Immediate"))
+    await cp._restart(True, "HardReset", "OCPP Reset (%s)" % ("OnIdle" if scheduled else "Immediate"))
 
 
 def _reading(cp, r):

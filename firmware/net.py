@@ -77,7 +77,7 @@ def ntp(config):
     # Sets the clock from NtpServer; -> True if it was set. Blocks for the DNS
     # lookup and at most ntptime.timeout seconds for the answer.
     server = config.get("NtpServer")
-    if not server:
+    if not server or "NTP" not in config.get("TimeSource"):
         return False
     try:
         import ntptime

@@ -158,3 +158,35 @@ def test_clear_cache(csms201, firmware_factory):
     fw.wait_line(r"set AuthorizationCacheEnabled: Accepted")
     assert csms201.run_call(CP, call.ClearCache()).status == "Rejected"  # C11.FR.04
     assert csms201.violations == []
+
+
+def test_time_source_decides_whether_the_csms_time_sets_the_clock(csms201, firmware_factory):
+    # ClockCtrlr.TimeSource: without Heartbeat in it, the CSMS's currentTime is not taken.
+    fw = firmware_factory(csms201, ocpp="2.0.1")
+    start(fw, csms201)
+
+    def station_year():
+        a = csms201.run_call(CP, call.GetVariables(get_variable_data=[
+            {"component": {"name": "ClockCtrlr"}, "variable": {"name": "DateTime"}}]))
+        return a.get_variable_result[0]["attribute_value"][:4]
+
+    def heartbeat():
+        n = len(csms201.calls("Heartbeat"))
+        assert csms201.run_call(CP, call.TriggerMessage(requested_message="Heartbeat")).status == "Accepted"
+        csms201.wait_for(lambda: len(csms201.calls("Heartbeat")) > n, 10, "the triggered Heartbeat")
+        time.sleep(0.3)  # (the answer is taken after the CSMS records the call)
+
+    now = station_year()
+    csms201.replies["Heartbeat"] = {"currentTime": "2031-06-01T12:00:00Z"}
+    a = csms201.run_call(CP, call.SetVariables(set_variable_data=[
+        {"component": {"name": "ClockCtrlr"}, "variable": {"name": "TimeSource"}, "attribute_value": "NTP"}]))
+    assert a.set_variable_result[0]["attribute_status"] == "Accepted"
+    heartbeat()
+    assert station_year() == now
+    a = csms201.run_call(CP, call.SetVariables(set_variable_data=[
+        {"component": {"name": "ClockCtrlr"}, "variable": {"name": "TimeSource"},
+         "attribute_value": "Heartbeat,NTP"}]))
+    assert a.set_variable_result[0]["attribute_status"] == "Accepted"
+    heartbeat()
+    assert station_year() == "2031"
+    assert csms201.violations == []

@@ -36,6 +36,14 @@ def data_transfer(p):
     return {"status": "UnknownMessageId"}
 
 
+def csms_time(config, text):
+    # The CSMS's currentTime (BootNotification, Heartbeat) sets the clock,
+    # unless TimeSource (2.0.1 ClockCtrlr) leaves Heartbeat out.
+    t = clock.parse(text) if text else None
+    if t and "Heartbeat" in config.get("TimeSource"):
+        clock.set(t)
+
+
 def keep_sample(tx, t, context, measurands, reading, limit):
     # A reading for the transaction's last message (1.6 StopTransaction's
     # transactionData, 2.0.1 the Ended event's meterValue): only the values
@@ -160,9 +168,7 @@ class Session:
             self.registration = status
             if answer["interval"] > 0:
                 wait = answer["interval"]
-            t = clock.parse(answer["currentTime"])
-            if t:
-                clock.set(t)
+            csms_time(self.config, answer["currentTime"])
             if status == "Accepted":
                 log.info("boot", "%s (heartbeat every %d s)" % (self.ACCEPTED, wait))
                 slots.confirm()  # an update on trial is good: keep it
@@ -244,9 +250,7 @@ class Session:
         if interval > 0 and quiet >= interval:
             try:
                 answer = await self.rpc.call("Heartbeat", {})
-                t = clock.parse(answer["currentTime"])
-                if t:
-                    clock.set(t)
+                csms_time(self.config, answer["currentTime"])
             except (CallError, CallTimeout) as e:
                 log.warn("ocpp", "Heartbeat failed: %s" % why(e))
                 self.rpc.last_sent = time.ticks_ms()

@@ -10,7 +10,7 @@ from ocpp import check
 from ocpp.rpc import Rpc, CallError, CallTimeout, NotConnected
 from ocpp.outbox import Outbox
 from ocpp.v16 import handlers, tables
-from ocpp.session import Session, why as _why
+from ocpp.session import Session, csms_time, why as _why
 from station import split_phase
 
 from version import VERSION as FIRMWARE_VERSION
@@ -432,9 +432,7 @@ class ChargePoint(Session):
 
     async def _heartbeat_now(self):
         answer = await self._send_now("Heartbeat", {})
-        t = clock.parse(answer["currentTime"]) if answer else None
-        if t:
-            clock.set(t)
+        csms_time(self.config, answer and answer["currentTime"])
 
     async def _trigger_status(self, cs):
         for c in cs:

@@ -3,6 +3,7 @@
 import clock
 import log
 from ocpp.rpc import CallError, CallTimeout, NotConnected
+from ocpp.session import csms_time
 from ocpp.v201.chargepoint import ENERGY, connector_status, meter_value
 
 
@@ -55,9 +56,7 @@ async def _send(cp, action, payload):
 
 async def _heartbeat(cp):
     answer = await _send(cp, "Heartbeat", {})
-    t = clock.parse(answer["currentTime"]) if answer else None
-    if t:
-        clock.set(t)
+    csms_time(cp.config, answer and answer["currentTime"])
 
 
 async def _statuses(cp, cs):

@@ -8,8 +8,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from ocpp.routing import on
 from ocpp.v16 import call, call_result
+from ocpp.v201 import call as call201
 
 import dev_csms
+from v201help import CP, events, statuses as statuses201
 
 
 def boot(fw, csms, settings=()):
@@ -241,3 +243,57 @@ def budget_session(fw, csms, cp="CP001", after_boot=None):
     phases = [s for s in mvs[-1]["meterValue"][0]["sampledValue"] if s["measurand"] in ("Current.Import", "Voltage")]
     assert len(phases) == 6, mvs[-1]  # the changed MeterValuesSampledData: 3 currents, 3 voltages
     return {"transactions": (tx1, tx2), "meter_values": len(mvs)}
+
+
+# ---- the same yardstick for OCPP 2.0.1 (issue #14) ----------------------------------
+
+def budget_session201(fw, csms):
+    """Boot; MeterValueSampleInterval 1 s; plug 1, card (Authorize, Started); GetBaseReport
+    FullInventory (NotifyReports); SetVariables TxUpdatedMeasurands with per-phase current and
+    voltage; 10 periodic Updated events; TriggerMessage(StatusNotification),
+    RequestStartTransaction on EVSE 2 then RequestStopTransaction; the card again (Ended
+    with its Begin, samples and End values); unplug."""
+    fw.start()
+    _line(fw, r"accepted this charging station")
+    _wait(fw, lambda: len(statuses201(csms)) >= 2, 10, "boot statuses")
+    for key, value in (("MeterValueSampleInterval", 1), ("MeterPollInterval", 1000),
+                       ("StopTxnSampledData", "Energy.Active.Import.Register")):
+        fw.send("set %s %s" % (key, value))
+        fw.wait_line(r"set %s: Accepted" % key)
+    fw.send("load 1 16")
+    fw.send("plug 1")
+    fw.send("card 1 " + BUDGET_TAG)
+    tx1 = _wait(fw, lambda: next((e["transactionInfo"]["transactionId"] for e in events(csms)
+                                        if e["eventType"] == "Started"), None), 10, "Started")
+    # the largest answer: every variable of the device model, in NotifyReports (as 1.6's GetConfiguration)
+    assert csms.run_call(CP, call201.GetBaseReport(request_id=9, report_base="FullInventory")).status == "Accepted"
+    _wait(fw, lambda: csms.report_done(9), 20, "the FullInventory report")
+    assert len(csms.report_data(9)) >= 50
+    assert csms.run_call(CP, call201.SetVariables(set_variable_data=[{
+        "component": {"name": "SampledDataCtrlr"}, "variable": {"name": "TxUpdatedMeasurands"},
+        "attribute_value": BUDGET_MEASURANDS}])).set_variable_result[0]["attribute_status"] == "Accepted"
+    n = len(statuses201(csms, 1))
+    assert csms.run_call(CP, call201.TriggerMessage(requested_message="StatusNotification",
+                                                 evse={"id": 1, "connector_id": 1})).status == "Accepted"
+    _wait(fw, lambda: len(statuses201(csms, 1)) > n, 10, "the triggered StatusNotification")
+    fw.send("load 2 10")
+    fw.send("plug 2")
+    assert csms.run_call(CP, call201.RequestStartTransaction(id_token={"id_token": BUDGET_REMOTE_TAG, "type": "Central"},
+                                                          remote_start_id=1, evse_id=2)).status == "Accepted"
+    tx2 = _wait(fw, lambda: next((e["transactionInfo"]["transactionId"] for e in events(csms)
+                                        if e["eventType"] == "Started" and e["evse"]["id"] == 2), None), 10, "Started 2")
+    assert csms.run_call(CP, call201.RequestStopTransaction(transaction_id=tx2)).status == "Accepted"
+    _wait(fw, lambda: events(csms, tx2)[-1]["eventType"] == "Ended", 10, "Ended 2")
+    fw.send("unplug 2")
+
+    def periodic():
+        return [e for e in events(csms, tx1) if e["triggerReason"] == "MeterValuePeriodic"]
+    _wait(fw, lambda: len(periodic()) >= BUDGET_METER_VALUES, 30, "10 periodic values")
+    fw.send("card 1 " + BUDGET_TAG)
+    _wait(fw, lambda: events(csms, tx1)[-1]["eventType"] == "Ended", 10, "Ended")
+    fw.send("unplug 1")
+    _wait(fw, lambda: dict(statuses201(csms)) == {1: "Available", 2: "Available"}, 10, "Available")
+    assert csms.violations == [] and csms.seq_gaps == []
+    assert len([s for s in periodic()[-1]["meterValue"][0]["sampledValue"]
+                if s["measurand"] in ("Current.Import", "Voltage")]) == 6
+    return tx1, tx2

@@ -13,7 +13,8 @@ Prints one table and writes the same figures to build/bench.json:
    live heap at the session's end (console `mem`, the median of those 3 runs), and the
    import footprint (gc.mem_alloc() after gc.collect(), before and after importing
    app, which main.py imports, and then every other module of firmware/ and lib/ that
-   imports on the unix port). The same bisection over wss:// (a test CA, the dev CSMS
+   imports on the unix port). The same bisection for the OCPP 2.0.1 session
+   (scenario.budget_session201 against a 2.0.1 dev CSMS: frozen32_201). The same bisection over wss:// (a test CA, the dev CSMS
    behind TLS) on the build with mbedTLS allocating in the MicroPython heap
    (--tls-heap: MICROPY_TRACKED_ALLOC, as on an RP2040), between 48K and 128K: there
    the TLS session is part of the heap figures. In bench.json as heap.frozen32 and
@@ -111,6 +112,7 @@ MODES = {  # name -> (main.py to run, MICROPYPATH, the unix-port binary; None: t
 FROZEN = {  # mode -> (build_firmware.build arguments, over TLS, bisection bounds in K)
     "frozen32": ({"arch": "x86"}, False, (32, 96)),
     "frozen32_tls": ({"arch": "x86", "tls_heap": True}, True, (48, 128)),
+    "frozen32_201": ({"arch": "x86"}, False, (32, 96)),  # the OCPP 2.0.1 session (budget_session201)
 }
 FROZEN_RUNS = 3  # a size passes only when this many runs in a row pass
 PKI = BUILD / "pki"
@@ -163,11 +165,12 @@ class LibChargePoint(BenchFirmware):
 def firmware(mode, csms_url, data, heap=None, frames=False, cp="CP001", extra=()):
     main, path, binary = MODES[mode][:3]
     return BenchFirmware(data, csms_url, cp, heapsize=heap, main=main, micropypath=path, frames=frames,
-                         extra=list(extra), micropython=binary, env=MODES[mode][3] if len(MODES[mode]) > 3 else None)
+                         extra=list(extra), micropython=binary, env=MODES[mode][3] if len(MODES[mode]) > 3 else None,
+                         ocpp="2.0.1" if mode.endswith("_201") else None)
 
 
-def new_csms(ssl=None):
-    csms = DevCSMS(heartbeat_interval=300)
+def new_csms(ssl=None, protocols=("ocpp1.6",)):
+    csms = DevCSMS(heartbeat_interval=300, protocols=protocols)
     csms.start_in_thread(ssl=ssl)
     return csms
 
@@ -197,14 +200,18 @@ def quit_fw(fw):
 def session_run(mode, heap=None, frames=True, stall=False, tls=False):
     """budget_session once (over wss:// with the PKI of make_pki when tls)
     -> {"passed", "error", "live", "peak", "stall_us", ...}."""
-    csms = new_csms(server_tls(PKI) if tls else None)
+    v201 = mode.endswith("_201")
+    csms = new_csms(server_tls(PKI) if tls else None, ("ocpp2.0.1",) if v201 else ("ocpp1.6",))
     data = data_dir()
     url = ("wss://localhost:%d" if tls else "ws://127.0.0.1:%d") % csms.port
     fw = firmware(mode, url, data, heap, frames, extra=["--ca", str(PKI / "ca.pem")] if tls else ())
     r = {"heap": heap or "default", "passed": False}
     t = time.time()
     try:
-        scenario.budget_session(fw, csms, after_boot=(lambda f: f.ask("stall", r"loop stall")) if stall else None)
+        if v201:
+            scenario.budget_session201(fw, csms)
+        else:
+            scenario.budget_session(fw, csms, after_boot=(lambda f: f.ask("stall", r"loop stall")) if stall else None)
         if stall:
             line = fw.ask("stall", r"loop stall")
             r["stall_us"], r["stall_over_s"] = num(r"longest (\d+) us", line), num(r"over (\d+) s", line)
@@ -687,7 +694,9 @@ def frozen_rows(res):
     labels = {"frozen32": "full session over ws://, 32-bit unix port, firmware frozen "
                           "(build/firmware/unix-x86; TLS outside the heap, as on an ESP32)",
               "frozen32_tls": "the same over wss://, mbedTLS in the heap "
-                              "(build/firmware/unix-x86-tls, as on an RP2040)"}
+                              "(build/firmware/unix-x86-tls, as on an RP2040)",
+              "frozen32_201": "the OCPP 2.0.1 session over ws:// (budget_session201, FullInventory report "
+                              "included), the same build"}
     for mode, what in labels.items():
         m = h.get(mode)
         if m is None:
@@ -716,8 +725,10 @@ def frozen_rows(res):
                          kb(imp["app"]), "", ""))
             rows.append(("  import footprint: every module of firmware/ + lib/ that imports here (%d)"
                          % imp["modules"], kb(imp["all"]), "", ""))
+    seen = set()
     for mode, info in (res.get("firmware") or {}).items():
-        if "missing" not in info:
+        if "missing" not in info and info["path"] not in seen:  # (frozen32_201 runs frozen32's build)
+            seen.add(info["path"])
             rows.append(("  build/firmware/%s (tools/build_firmware.py, -j%d)" % (
                 os.path.basename(os.path.dirname(info["path"])), res["cpus"]),
                          "%s in %.1f s" % ("cached" if info["cached"] else "built", info["seconds"]), "", ""))

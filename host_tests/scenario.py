@@ -264,7 +264,7 @@ def budget_session201(fw, csms):
     fw.send("plug 1")
     fw.send("card 1 " + BUDGET_TAG)
     tx1 = _wait(fw, lambda: next((e["transactionInfo"]["transactionId"] for e in events(csms)
-                                        if e["eventType"] == "Started"), None), 10, "Started")
+                                  if e["eventType"] == "Started"), None), 10, "Started")
     # the largest answer: every variable of the device model, in NotifyReports (as 1.6's GetConfiguration)
     assert csms.run_call(CP, call201.GetBaseReport(request_id=9, report_base="FullInventory")).status == "Accepted"
     _wait(fw, lambda: csms.report_done(9), 20, "the FullInventory report")
@@ -274,14 +274,14 @@ def budget_session201(fw, csms):
         "attribute_value": BUDGET_MEASURANDS}])).set_variable_result[0]["attribute_status"] == "Accepted"
     n = len(statuses201(csms, 1))
     assert csms.run_call(CP, call201.TriggerMessage(requested_message="StatusNotification",
-                                                 evse={"id": 1, "connector_id": 1})).status == "Accepted"
+                                                    evse={"id": 1, "connector_id": 1})).status == "Accepted"
     _wait(fw, lambda: len(statuses201(csms, 1)) > n, 10, "the triggered StatusNotification")
     fw.send("load 2 10")
     fw.send("plug 2")
-    assert csms.run_call(CP, call201.RequestStartTransaction(id_token={"id_token": BUDGET_REMOTE_TAG, "type": "Central"},
-                                                          remote_start_id=1, evse_id=2)).status == "Accepted"
+    assert csms.run_call(CP, call201.RequestStartTransaction(
+        id_token={"id_token": BUDGET_REMOTE_TAG, "type": "Central"}, remote_start_id=1, evse_id=2)).status == "Accepted"
     tx2 = _wait(fw, lambda: next((e["transactionInfo"]["transactionId"] for e in events(csms)
-                                        if e["eventType"] == "Started" and e["evse"]["id"] == 2), None), 10, "Started 2")
+                                  if e["eventType"] == "Started" and e["evse"]["id"] == 2), None), 10, "Started 2")
     assert csms.run_call(CP, call201.RequestStopTransaction(transaction_id=tx2)).status == "Accepted"
     _wait(fw, lambda: events(csms, tx2)[-1]["eventType"] == "Ended", 10, "Ended 2")
     fw.send("unplug 2")

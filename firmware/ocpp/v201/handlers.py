@@ -7,7 +7,6 @@ import log
 from ocpp import session
 
 
-
 def rare(module, fn, *args):
     # fn(*args) of ocpp/v201/<module>.py, code seldom run (TriggerMessage,
     # Reset, the recovery after a power cut, UpdateFirmware): imported for the

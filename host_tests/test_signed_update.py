@@ -314,7 +314,7 @@ def test_update_firmware_works_until_a_manufacturer_root_is_installed(csms, firm
 
 # ---- on demand only ----------------------------------------------------------------------
 
-ON_DEMAND = {"maintenance", "update", "x509", "der", "p256", "rsa", "certs", "certstore", "ocpp.v16.signedfw",
+ON_DEMAND = {"maintenance", "update", "x509", "der", "p256", "rsa", "certs", "certstore", "ocpp.signedfw",
              "ocpp.v16.certsign"}
 
 
@@ -338,7 +338,7 @@ def test_boot_loads_none_of_the_signed_update_and_certificate_code(csms, firmwar
         "Accepted"
     wait(lambda: ("InvalidSignature", 3) in signed(csms), 60, "InvalidSignature")
     after = loaded(fw)
-    assert "maintenance" in after and after & {"x509", "der", "p256", "rsa", "ocpp.v16.signedfw"} == set()
+    assert "maintenance" in after and after & {"x509", "der", "p256", "rsa", "ocpp.signedfw"} == set()
     csms.run_call("CP001", call.Reset(type="Soft"))
     fw.wait_line(r"accepted this charge point", timeout=30)
     assert loaded(fw) & ON_DEMAND == set()

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import serialization  # noqa: E402
 MICROPYTHON = str(Path(sys.executable).parent / "micropython")
 PROBE = "host_tests/mp/signed_probe.py"
 MODULES = ("lib/p256.py", "lib/rsa.py", "lib/der.py", "lib/x509.py", "firmware/ocpp/v16/certsign.py",
-           "firmware/ocpp/v16/signedfw.py", "firmware/certs.py")
+           "firmware/ocpp/signedfw.py", "firmware/certs.py")
 
 
 def run(mpy, op, *args, heap=None):

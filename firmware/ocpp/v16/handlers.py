@@ -157,7 +157,7 @@ def table(cp):
     def update_firmware(p):
         # §5.19: an empty confirmation; the download starts at retrieveDate.
         # Whitepaper L01.FR.20: NotSupported once a ManufacturerRootCertificate is installed.
-        from ocpp.v16 import signedfw
+        from ocpp import signedfw
         signedfw.allow_plain(cp)
         at = clock.parse(p["retrieveDate"]) or clock.now()
         return {}, lambda: _start(cp.maintenance(True).request, p["location"], at,
@@ -204,15 +204,19 @@ def table(cp):
         "InstallCertificate": _on_demand(cp, "certops", "install"),  # M05
         "GetInstalledCertificateIds": _on_demand(cp, "certops", "ids"),  # M03
         "DeleteCertificate": _on_demand(cp, "certops", "delete"),  # M04
-        "SignedUpdateFirmware": _on_demand(cp, "signedfw", "signed_update_firmware"),  # L01
+        "SignedUpdateFirmware": _on_demand(cp, "ocpp.signedfw", "signed_update_firmware"),  # L01
         "CertificateSigned": _on_demand(cp, "certsign", "certificate_signed"),  # A02, A03
     }
 
 
 def _on_demand(cp, module, name):
-    # A handler whose code lies in ocpp/v16/<module>.py: imported at its first call.
+    # A handler whose code lies in ocpp/v16/<module>.py (or the module named in
+    # full: the signature rules both versions share): imported at its first call.
+    if "." not in module:
+        module = "ocpp.v16." + module
+
     def handler(p):
-        m = __import__("ocpp.v16." + module, None, None, (name,), 0)
+        m = __import__(module, None, None, (name,), 0)
         return getattr(m, name)(cp, p)
     return handler
 

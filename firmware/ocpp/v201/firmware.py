@@ -16,7 +16,7 @@ def update_firmware(cp, p):
     fw = p["firmware"]
     job = cp.maintenance(True)
     signed = None
-    from ocpp.v16 import signedfw  # the signature rules: protocol-neutral, let go below
+    from ocpp import signedfw  # the signature rules both versions share, let go below
     try:
         if fw.get("signature") and fw.get("signingCertificate"):
             key = signedfw.signing_key(cp, fw["signingCertificate"])  # logged, security event

@@ -1,6 +1,7 @@
 # Signed firmware updates (security whitepaper L01): SignedUpdateFirmware, and
-# the policy for the plain UpdateFirmware (L01.FR.20). Imported on the first
-# such request, never at boot. The download, the signature check and the
+# the policy for the plain UpdateFirmware (L01.FR.20); the signing-certificate
+# rules serve OCPP 2.0.1's UpdateFirmware too (ocpp/v201/firmware.py), so the
+# module lies outside both packages. Imported on the first such request, never at boot. The download, the signature check and the
 # install are maintenance.FirmwareUpdate's, as for UpdateFirmware.
 import clock
 import log
@@ -20,7 +21,7 @@ def let_go():
     # The parsers and this module are tens of KB of RAM from .mpy: let go
     # once the request is answered (the update's task keeps what it uses).
     import certs
-    certs.unload("ocpp.v16.signedfw")
+    certs.unload("ocpp.signedfw")
 
 
 def allow_plain(cp):

@@ -203,7 +203,7 @@ def open(data=None, board=None):
 def show():
     c = _cfg()
     stored = _store.load("config", {}) or {}
-    known, _ = c.items()
+    known, _ = c.items(None, False)  # every key, the 2.0.1 variables' too
     w = max(len(kv["key"]) for kv in known)
     print("%-*s %s" % (w, "key", "    value  (* stored, R read-only for the CSMS, ! needs a restart)"))
     for kv in known:

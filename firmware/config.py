@@ -8,7 +8,8 @@
 # key, "<name> <type><access> <limits> [<default>]":
 #   type    b boolean, i integer, s string, l comma separated list (CSL)
 #   access  nothing: read-write; R: read-only for the CSMS (we may set it
-#           locally); W: write-only (never shown); !: takes effect after a reboot
+#           locally); W: write-only (never shown); !: takes effect after a reboot;
+#           2: an OCPP 2.0.1 variable only (devmodel.py): no 1.6 configuration key
 #   limits  i: min-max; s: max length; b: -; l: the allowed members, or
 #           "measurand" (optionally with a phase: Voltage.L1) or "rotation"
 #           (optionally per connector: 0.RST). A list holds at most
@@ -109,25 +110,25 @@ _T = (
     "NtpServer s 64 pool.ntp.org\n"
     # OCPP 2.0.1 device model (ocpp/v201/devmodel.py): what 2.0.1 has and 1.6
     # lacks; the variables 1.6 shares live in the 1.6 keys above.
-    "OfflineThreshold i 0-86400 300\n"
+    "OfflineThreshold i2 0-86400 300\n"
     "TimeSource l Heartbeat,NTP NTP,Heartbeat\n"
     # one network connection profile (CsmsUrl, SecurityProfile): nothing to switch to
-    "NetworkConfigurationPriority l 1 1\n"
-    "NetworkProfileConnectionAttempts i 1-100 3\n"
+    "NetworkConfigurationPriority l2 1 1\n"
+    "NetworkProfileConnectionAttempts i2 1-100 3\n"
     # the limits of a CSMS request, and of our NotifyReport messages
-    "ItemsPerMessageGetVariables iR 1-100 20\n"
-    "ItemsPerMessageSetVariables iR 1-100 20\n"
-    "ItemsPerMessageGetReport iR 1-100 16\n"
-    "BytesPerMessageGetVariables iR 512-65536 4096\n"
-    "BytesPerMessageSetVariables iR 512-65536 4096\n"
-    "BytesPerMessageGetReport iR 512-65536 4096\n"
+    "ItemsPerMessageGetVariables iR2 1-100 20\n"
+    "ItemsPerMessageSetVariables iR2 1-100 20\n"
+    "ItemsPerMessageGetReport iR2 1-100 16\n"
+    "BytesPerMessageGetVariables iR2 512-65536 4096\n"
+    "BytesPerMessageSetVariables iR2 512-65536 4096\n"
+    "BytesPerMessageGetReport iR2 512-65536 4096\n"
     # the station starts a transaction when authorized and plugged, and ends it
     # when the authorization ends or the vehicle leaves (station.py)
-    "TxStartPoint lR PowerPathClosed PowerPathClosed\n"
-    "TxStopPoint lR EVConnected,Authorized EVConnected,Authorized\n"
-    "TxStartedMeasurands l measurand Energy.Active.Import.Register\n"
-    "SampledDataTxEndedInterval i 0-86400 60\n"
-    "AlignedDataTxEndedInterval i 0-86400 900\n"
+    "TxStartPoint lR2 PowerPathClosed PowerPathClosed\n"
+    "TxStopPoint lR2 EVConnected,Authorized EVConnected,Authorized\n"
+    "TxStartedMeasurands l2 measurand Energy.Active.Import.Register\n"
+    "SampledDataTxEndedInterval i2 0-86400 60\n"
+    "AlignedDataTxEndedInterval i2 0-86400 900\n"
     # ConnectorEnumType of every connector (sType2: a Type 2 socket), for the board file
     "ConnectorType sR 20 Unknown\n"
 )
@@ -474,6 +475,11 @@ class Config:
                 d[f[0]] = v[j]
         self._store.save("config", d)
 
+    def only201(self, key):
+        # a 2.0.1 device model variable that OCPP 1.6 does not show or set
+        j = _row(key)
+        return j >= 0 and "2" in _fields(j)[1]
+
     def item(self, j):
         # One configurationKey entry of GetConfiguration, for row j.
         f = _fields(j)
@@ -482,14 +488,16 @@ class Config:
             kv["value"] = _text(self._v[j])
         return kv
 
-    def items(self, keys=None):
+    def items(self, keys=None, ocpp16=True):
         # GetConfiguration: -> (known, unknown); all keys when keys is empty.
+        # ocpp16: without the 2.0.1 device model's own variables (no 1.6 keys).
         known = []
         unknown = []
         for k in keys or range(_NK):
             j = _row(k) if keys else k
-            if j < 0:
-                unknown.append(k)
+            if j < 0 or ocpp16 and "2" in _fields(j)[1]:
+                if keys:
+                    unknown.append(k)
             else:
                 known.append(self.item(j))
         return known, unknown
@@ -498,6 +506,9 @@ class Config:
         # GetConfiguration of every key as JSON text in pieces, one key at a
         # time: the whole answer (5 KB of text, 14 KB as objects) never is.
         yield '{"configurationKey":['
+        sep = ""
         for j in range(_NK):
-            yield ("," if j else "") + json.dumps(self.item(j))
+            if "2" not in _fields(j)[1]:  # (a 2.0.1 variable is no 1.6 key)
+                yield sep + json.dumps(self.item(j))
+                sep = ","
         yield "]}"

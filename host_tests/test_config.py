@@ -123,10 +123,14 @@ STATION = {
     "NtpServer": (str, False),
     "WifiPassword": (str, False),
 }
-# OCPP 2.0.1's device model (ocpp/v201/devmodel.py): the variables 1.6 has no key for
+# Vendor keys OCPP 1.6 shows that 2.0.1's device model shares (ClockCtrlr.TimeSource, Connector.ConnectorType)
+SHARED = {
+    "TimeSource": (list, False),
+    "ConnectorType": (str, True),
+}
+# OCPP 2.0.1's device model (ocpp/v201/devmodel.py): its own variables, no 1.6 keys
 V201 = {
     "OfflineThreshold": (int, False),
-    "TimeSource": (list, False),
     "NetworkConfigurationPriority": (list, False),
     "NetworkProfileConnectionAttempts": (int, False),
     "ItemsPerMessageGetVariables": (int, True),
@@ -140,14 +144,13 @@ V201 = {
     "TxStartedMeasurands": (list, False),
     "SampledDataTxEndedInterval": (int, False),
     "AlignedDataTxEndedInterval": (int, False),
-    "ConnectorType": (str, True),
 }
 
 
 def test_all_keys_with_spec_types_and_access(tmp_path):
     (known, unknown), values = flash(tmp_path, "out(C.items())\n" + GET_ALL)[0]
     assert unknown == []
-    table = dict(SPEC, **STATION, **V201)
+    table = dict(SPEC, **STATION, **SHARED)
     assert [k["key"] for k in known] == list(dict.fromkeys(k["key"] for k in known))  # no duplicates
     assert {k["key"] for k in known} == set(table)
     for k in known:
@@ -159,6 +162,19 @@ def test_all_keys_with_spec_types_and_access(tmp_path):
         assert isinstance(k["value"], str), k
         assert type(values[k["key"]]) is typ, k
     assert int(values["GetConfigurationMaxKeys"]) >= len(known)
+
+
+def test_the_2_0_1_variables_are_no_1_6_keys_but_the_installer_sees_them(tmp_path):
+    (all16, _), (asked, unknown), (every, _), only = flash(tmp_path, "out(C.items())\n"
+                                                          "out(C.items(['OfflineThreshold', 'HeartbeatInterval']))\n"
+                                                          "out(C.items(None, False))\n"
+                                                          "out([C.only201(k) for k in %r])\n" % sorted(V201))[0][:4]
+    assert not {k["key"] for k in all16} & set(V201)
+    assert [k["key"] for k in asked] == ["HeartbeatInterval"] and unknown == ["OfflineThreshold"]
+    assert set(V201) <= {k["key"] for k in every}
+    assert only == [True] * len(V201)
+    text = "".join(flash(tmp_path, "out(''.join(C.all_items_json()))")[0][0])
+    assert "OfflineThreshold" not in text and '"HeartbeatInterval"' in text
 
 
 def test_defaults_and_typed_get(tmp_path):

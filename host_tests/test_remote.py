@@ -122,6 +122,7 @@ def test_change_and_get_configuration(csms, firmware_factory):
     boot(fw, csms, NO_ALIGNED)
     cc = lambda k, v: csms.run_call("CP001", call.ChangeConfiguration(key=k, value=v)).status  # noqa: E731
     assert cc("NoSuchKey", "1") == "NotSupported"
+    assert cc("OfflineThreshold", "60") == "NotSupported"  # a 2.0.1 device model variable, no 1.6 key
     assert cc("NumberOfConnectors", "3") == "Rejected"  # read-only
     assert cc("MeterValueSampleInterval", "often") == "Rejected"  # not an integer
     assert cc("MeterValueSampleInterval", "-5") == "Rejected"  # out of range

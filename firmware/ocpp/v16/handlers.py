@@ -20,8 +20,9 @@ def table(cp):
     # ---- Core ---------------------------------------------------------------
 
     def change_configuration(p):
-        # §5.3: NotSupported, Rejected, RebootRequired or Accepted (config.set).
-        status = config.set(p["key"], p["value"])
+        # §5.3: NotSupported, Rejected, RebootRequired or Accepted (config.set);
+        # a variable of the 2.0.1 device model only is no 1.6 key.
+        status = "NotSupported" if config.only201(p["key"]) else config.set(p["key"], p["value"])
         log.info("config", "CSMS set %s: %s" % (p["key"], status))
         return {"status": status}
 

@@ -909,7 +909,7 @@ RPC_FRAMES = [
     ('[2,"a2","Heartbeat","x"]', FORM, ("a2", FORM2)),
     ('[2,"a3","Heartbeat"]', FORM, ("a3", "RpcFrameworkError")),
     ('[2,"a4","Heartbeat",{},{}]', FORM, ("a4", "RpcFrameworkError")),
-    ('[2,"%s","Heartbeat",{}]' % ("x" * 37), "ProtocolError", ("x" * 37, "RpcFrameworkError")),
+    ('[2,"%s","Heartbeat",{}]' % ("x" * 37), "ProtocolError", ("-1", "RpcFrameworkError")),
     ('[2,"a5","UnlockConnector",{}]', OCC, ("a5", OCC2)),
     ('[2,"a6","UnlockConnector",{"connectorId":"1"}]', TYPE, ("a6", TYPE)),
     ('[2,"a7","Nope",{}]', "NotImplemented", ("a7", "NotImplemented")),

@@ -301,9 +301,9 @@ class Rpc:
 
     async def _on_call(self, msg):
         msg_id = msg[1]
-        if len(msg_id) > _MAX_ID:
-            code = self._framework or "ProtocolError"
-            return await self.error(msg_id, code, "message id longer than 36 characters")
+        if len(msg_id) > _MAX_ID:  # (2.0.1: not echoed, an answer may not carry it either)
+            return await self.error(_id201(msg) if self.v201 else msg_id, self._framework or "ProtocolError",
+                                    "message id longer than 36 characters")
         if len(msg) != 4 or type(msg[2]) is not str:
             return await self.error(msg_id, self._framework or self._format, "a CALL has 4 elements")
         action = msg[2]

@@ -86,3 +86,27 @@ def test_an_offline_transaction_waits_for_a_session_of_its_own_version(firmware_
     finally:
         if csms.loop.is_running():
             csms.stop_thread()
+
+
+def test_a_transaction_across_a_switch_never_takes_the_other_versions_number(firmware_factory):
+    # A 2.0.1 transaction's last seqNo is no 1.6 transactionId: when the CSMS switches the station
+    # to 1.6 mid-transaction, its end is not sent as a StopTransaction of some other transaction.
+    csms = DevCSMS(protocols=("ocpp2.0.1",))
+    csms.start_in_thread()
+    try:
+        fw = firmware_factory(csms, ocpp="2.0.1,1.6")
+        fw.start()
+        fw.wait_line(r"accepted this charging station")
+        fw.send("plug 1")
+        fw.send("card 1 " + TAG)
+        csms.wait_for(lambda: len(csms.calls("TransactionEvent")) >= 2, 15, "Started and an Updated")
+        csms.protocols = ("ocpp1.6",)
+        csms.restart()
+        fw.wait_line(r"the CSMS chose ocpp1.6: switching from ocpp2.0.1", 60)
+        csms.wait_for(lambda: csms.calls("StatusNotification", proto="ocpp1.6"), 15, "1.6 statuses")
+        fw.send("card 1 " + TAG)
+        fw.wait_line(r"StopTransaction of transaction \d+ dropped: the CSMS never numbered the transaction")
+        assert csms.calls("StopTransaction") == [] and csms.transactions == {}
+        assert scenario.firmware_failure(fw) is None and csms.violations == []
+    finally:
+        csms.stop_thread()

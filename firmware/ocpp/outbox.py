@@ -32,7 +32,9 @@
 # nor a TransactionEvent to a 1.6 one; they wait in flash for a session of their
 # own version. KEPT messages (SecurityEventNotification: the same schema in
 # both versions) are seen by either. For 2.0.1 the "T" record holds the last
-# seqNo given to a transaction's TransactionEvents instead of the CSMS's id.
+# seqNo given to a transaction's TransactionEvents instead of the CSMS's id:
+# ["T", local, seqNo, 2], kept apart (seqnos), so that neither version ever takes
+# the other's number for its own (a 1.6 StopTransaction with a seqNo for its id).
 import json
 import os
 import binascii
@@ -68,7 +70,8 @@ class Outbox:
     def __init__(self, root, budget=65536):
         self.path = (root + "/" if root else "") + "txq.log"
         self.budget = budget  # flash bytes the live journaled messages may take
-        self.ids = {}  # local -> CSMS transactionId
+        self.ids = {}  # local -> CSMS transactionId (OCPP 1.6)
+        self.seqnos = {}  # local -> the last seqNo given (OCPP 2.0.1)
         self.keep = set()  # locals of running transactions (their ids must survive)
         self.volatile = []  # [seq, action, payload]
         self._seqs = []  # journaled entries, in order: seq, offset, size, kind, local
@@ -195,11 +198,16 @@ class Outbox:
             self._drop(self._seqs.index(e.seq))
 
     def set_id(self, local, tx_id):
+        if self._proto > 1:
+            self.seqnos[local] = tx_id
+            self._append(["T", local, tx_id, 2])
+            return
         self.ids[local] = tx_id
         self._append(["T", local, tx_id])
 
     def tx_id(self, local):
-        return self.ids.get(local)
+        # this session's version's number for the transaction: 1.6 its CSMS id, 2.0.1 its last seqNo
+        return (self.seqnos if self._proto > 1 else self.ids).get(local)
 
     def has(self, action, local):
         # Is a message of this transaction still queued? (Start or Stop; for
@@ -337,7 +345,7 @@ class Outbox:
                 elif rec[0] == "D":
                     live.pop(rec[1], None)
                 elif rec[0] == "T":
-                    self.ids[rec[1]] = rec[2]
+                    (self.seqnos if len(rec) > 3 else self.ids)[rec[1]] = rec[2]
                 off += len(line)
         self._file_size = off
         for seq in order:
@@ -363,10 +371,15 @@ class Outbox:
         # kept, for the transactions the power cut interrupted (2.0.1: the
         # last seqNo given; recover() ends them with the next one).
         records = []
-        needed = set(self.ids) if every_id else set(self._locals) | self.keep
+        needed = set(self.ids) | set(self.seqnos) if every_id else set(self._locals) | self.keep
         for local in needed:
             if local in self.ids:
                 records.append(["T", local, self.ids[local]])
+            if local in self.seqnos:
+                records.append(["T", local, self.seqnos[local], 2])
+        for k in list(self.seqnos):
+            if k not in needed:
+                del self.seqnos[k]
         for k in list(self.ids):
             if k not in needed:
                 del self.ids[k]

@@ -41,7 +41,10 @@ FROZEN_RUNS = 2
 # Issue #13's profiles piece (the Link class with the security profile, the certificate
 # handlers' table entries) moved the boundary from 236-240K to 240-244K; with the signed
 # pieces merged 248K failed once in a full run: 256K.
-HEAP_BUDGET = "256K"
+# Issue #14 (OCPP 2.0.1 beside 1.6: ocpp/session.py, the larger check/rpc/outbox/config loaded as
+# .mpy here) moved it to 252-256K: 256K failed 2 of 8 runs in full runs, 264K and 272K passed 3 of 3.
+# The board's budget is the 32-bit frozen one below (52K of 64K); this one guards the .mpy boards.
+HEAP_BUDGET = "272K"
 # 120 KB until issue #12, whose transfer clients, boot stage, update and diagnostics code (all
 # but the boot stage imported only when used) take it past; two application slots and the
 # built-in copy must fit a board's file system (an RP2040 Pico W has 848 KB of it).

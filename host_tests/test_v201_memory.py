@@ -60,3 +60,31 @@ def test_full_201_session_fits_the_32bit_frozen_budget_over_ws(csms201, firmware
     fw.send("mem")
     print(fw.wait_line(r"memory: \d+ bytes in use"))
     assert scenario.firmware_failure(fw) is None
+
+
+@pytest.fixture(scope="module")
+def frozen32_tls():
+    from test_budget import frozen_build
+    return frozen_build(True)
+
+
+def test_full_201_session_fits_96K_over_wss_with_tls_in_the_heap(pki, firmware_factory, frozen32_tls):
+    # test_budget.FROZEN_WSS_BUDGET, the 1.6 session's: mbedTLS in the heap, as on an RP2040
+    from conftest import server_tls
+    from dev_csms import DevCSMS
+    from test_budget import FROZEN_WSS_BUDGET
+    csms = DevCSMS(heartbeat_interval=300, protocols=("ocpp2.0.1",))
+    csms.start_in_thread(ssl=server_tls(pki))
+    fw = None
+    try:
+        fw = firmware_factory("wss://localhost:%d" % csms.port, heapsize=FROZEN_WSS_BUDGET, main=frozen32_tls["main"],
+                              micropypath=".frozen", micropython=frozen32_tls["path"], env=frozen32_tls["env"],
+                              extra=["--ca", str(pki / "ca.pem")], ocpp="2.0.1")
+        scenario.budget_session201(fw, csms)
+        fw.send("mem")
+        print(fw.wait_line(r"memory: \d+ bytes in use"))
+        assert scenario.firmware_failure(fw) is None
+    finally:
+        if fw:
+            fw.stop()
+        csms.stop_thread()

@@ -113,6 +113,7 @@ FROZEN = {  # mode -> (build_firmware.build arguments, over TLS, bisection bound
     "frozen32": ({"arch": "x86"}, False, (32, 96)),
     "frozen32_tls": ({"arch": "x86", "tls_heap": True}, True, (48, 128)),
     "frozen32_201": ({"arch": "x86"}, False, (32, 96)),  # the OCPP 2.0.1 session (budget_session201)
+    "frozen32_tls_201": ({"arch": "x86", "tls_heap": True}, True, (48, 128)),
 }
 FROZEN_RUNS = 3  # a size passes only when this many runs in a row pass
 PKI = BUILD / "pki"
@@ -696,7 +697,8 @@ def frozen_rows(res):
               "frozen32_tls": "the same over wss://, mbedTLS in the heap "
                               "(build/firmware/unix-x86-tls, as on an RP2040)",
               "frozen32_201": "the OCPP 2.0.1 session over ws:// (budget_session201, FullInventory report "
-                              "included), the same build"}
+                              "included), build/firmware/unix-x86",
+              "frozen32_tls_201": "the OCPP 2.0.1 session over wss://, mbedTLS in the heap (build/firmware/unix-x86-tls)"}
     for mode, what in labels.items():
         m = h.get(mode)
         if m is None:

@@ -3,11 +3,12 @@
 # NotifyReport messages, seqNo from 0, tbc on all but the last, each at most
 # ItemsPerMessage[GetReport] entries and BytesPerMessage[GetReport] bytes
 # (DeviceDataCtrlr: the limits of a GetReportRequest, ours for NotifyReport
-# too). A message's entries are made as JSON text one at a time and sent as
+# too), and never more than _MOST entries. A message's entries are made as JSON text one at a time and sent as
 # pieces (the whole report never is in RAM, one message's text at most).
 # This module is imported at the first report and let go when it is sent.
 import json
 import sys
+from micropython import const
 import clock
 import log
 import config as _cf
@@ -15,6 +16,11 @@ from ocpp.rpc import CallError
 from ocpp.v201 import devmodel as dm
 
 _TAG = "report"
+# Entries per NotifyReport at most, whatever ItemsPerMessage[GetReport] allows:
+# one message's entry texts (about 1 KB) and its TLS records must fit beside a
+# session in a 96K heap with mbedTLS in it (16 and 8 entries did not: the
+# flash log's next file open found no 1,148-byte block).
+_MOST = const(4)
 # [2,"<message id, at most 36 characters>","NotifyReport",<payload>]
 _FRAME = len('[2,"","NotifyReport",]') + 36
 _COMPACT = (",", ":")  # json separators: no spaces
@@ -69,7 +75,7 @@ def _entries(cp, pick):
 async def _send(cp, rid, pick, what):
     # the NotifyReport messages of report rid: the entries pick(fields, evse) chooses
     cfg = cp.config
-    most = cfg.get("ItemsPerMessageGetReport")
+    most = min(cfg.get("ItemsPerMessageGetReport"), _MOST)
     room = cfg.get("BytesPerMessageGetReport")
     seq = n = 0
     try:

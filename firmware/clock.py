@@ -49,6 +49,11 @@ def synced():
     return _synced
 
 
+def offset():
+    # our clock minus the port's: each set() moves it by the step it applies
+    return _off
+
+
 def set(t):
     global _off, _synced
     t = int(t)

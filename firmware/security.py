@@ -53,7 +53,7 @@ _gen = 0  # rotations (and clears) so far, so a logfile.Reader finds its files a
 _st = 0  # 1 while an event is recorded, 2 while writes fail (said once)
 _wait = []  # (kind, info, at, ticks_ms or None) not recorded yet
 _bursts = {}  # kind -> [ticks_ms of its window's start, recorded in it, only counted]
-_unset = {}  # timestamp -> ticks_ms of an event raised before the clock was set (this boot)
+_unset = {}  # timestamp -> clock.offset() of an event raised before the clock was set (this boot)
 
 
 def event(kind, info=None, at=None):
@@ -64,7 +64,7 @@ def event(kind, info=None, at=None):
             if at is None:
                 at = clock.now()
                 if not clock.synced():  # its time may be corrected at delivery (restamp)
-                    k = time.ticks_ms()
+                    k = clock.offset()
             _wait.append((kind, info, at, k))
         if _st & 1 or _dir is None:
             return
@@ -152,11 +152,11 @@ def reconfigured(key, v):
 def restamp(p):
     # A SecurityEventNotification about to go: an event raised before the
     # clock was set (a board without a battery-backed clock boots in 2000)
-    # gets its time anew once it is, from the ticks since (this boot only).
+    # gets its time anew once it is: its own time moved by the steps the clock
+    # took since (this boot only), exact to the second.
     k = _unset.pop(p.get("timestamp"), None) if _unset else None
     if k is not None and clock.synced():
-        ago = time.ticks_diff(time.ticks_ms(), k)
-        t = clock.now() - ago // 1000
-        # only when the clock has really moved since (a second of rounding is no news)
-        if ago >= 0 and abs(t - (clock.parse(p["timestamp"]) or 0)) > 60:
+        was = clock.parse(p["timestamp"]) or 0
+        t = was + clock.offset() - k
+        if abs(t - was) > 60:  # only when the clock has really moved since
             p["timestamp"] = clock.iso(t)

@@ -340,22 +340,31 @@ def _limit(cp, items, action):
             raise CallError("FormatViolation", "%s longer than %d bytes" % (action, n))
 
 
+def _result(cp, d):
+    # The result of one Get/SetVariables item so far, and where its variable
+    # is: -> (result, table position or -1 when the status is already said, evse)
+    r = {"attributeStatus": "Accepted", "component": d["component"], "variable": d["variable"]}
+    at = d.get("attributeType")
+    if at is not None:
+        r["attributeType"] = at
+    why, pos, evse = find(cp, d["component"], d["variable"])
+    if why:
+        r["attributeStatus"] = why
+        pos = -1
+    elif at is not None and at != "Actual":
+        r["attributeStatus"] = "NotSupportedAttributeType"
+        pos = -1
+    return r, pos, evse
+
+
 def get_variables(cp, p):
     # B06: one result per item, in order, component and variable as asked
     items = p["getVariableData"]
     _limit(cp, items, "GetVariables")
     out = []
     for d in items:
-        r = {"attributeStatus": "Accepted", "component": d["component"], "variable": d["variable"]}
-        at = d.get("attributeType")
-        if at is not None:
-            r["attributeType"] = at
-        why, pos, evse = find(cp, d["component"], d["variable"])
-        if why:
-            r["attributeStatus"] = why
-        elif at is not None and at != "Actual":
-            r["attributeStatus"] = "NotSupportedAttributeType"
-        else:
+        r, pos, evse = _result(cp, d)
+        if pos >= 0:
             f = fields(pos)
             if f[2][0] == "O":  # B06.FR.09
                 r["attributeStatus"] = "Rejected"
@@ -373,17 +382,9 @@ def set_variables(cp, p):
     _limit(cp, items, "SetVariables")
     out = []
     for d in items:
-        r = {"attributeStatus": "Accepted", "component": d["component"], "variable": d["variable"]}
-        at = d.get("attributeType")
-        if at is not None:
-            r["attributeType"] = at
-        why, pos, evse = find(cp, d["component"], d["variable"])
+        r, pos, evse = _result(cp, d)
         reason = None
-        if why:
-            r["attributeStatus"] = why
-        elif at is not None and at != "Actual":
-            r["attributeStatus"] = "NotSupportedAttributeType"
-        else:
+        if pos >= 0:
             f = fields(pos)
             r["attributeStatus"], reason = _set(cp, f, evse, d["attributeValue"])
             log.info(_TAG, "set %s.%s%s: %s" % (f[0], f[1], "[%d]" % evse if evse else "", r["attributeStatus"]))

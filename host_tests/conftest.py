@@ -5,6 +5,7 @@ import queue
 import ssl
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +22,15 @@ import board_config  # noqa: E402
 
 MICROPYTHON = str(Path(sys.executable).parent / "micropython")
 MICROPYPATH = os.environ.get("FW_MICROPYPATH", "firmware:lib:.frozen")
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on (bound, then let go)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
 
 
 def mp_env(micropypath=None, extra=None):

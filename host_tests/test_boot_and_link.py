@@ -1,20 +1,12 @@
 """Boot per OCPP 1.6 §4.2 and the connection supervisor."""
-import socket
 import time
 
 from ocpp.v16 import call
 
+from conftest import free_port
 from dev_csms import DevCSMS
 
 TAG = "04A2B3C4D5"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def call_times(csms, action):

@@ -5,7 +5,6 @@ threaded http.server, pyftpdlib). The update file is what `make bundle` builds."
 import http.server
 import logging
 import re
-import socket
 import subprocess
 import threading
 import time
@@ -14,7 +13,7 @@ import warnings
 import pytest
 from ocpp.v16 import call
 
-from conftest import ROOT
+from conftest import ROOT, free_port
 import scenario
 
 with warnings.catch_warnings():  # pyftpdlib 2.2 imports asyncore and asynchat (deprecated in 3.11)
@@ -104,14 +103,6 @@ def new_bundle(tmp_path_factory):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
     return out.read_bytes()
-
-
-def closed_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 # ---- helpers -------------------------------------------------------------------------
@@ -310,7 +301,7 @@ def test_diagnostics_upload(csms, firmware_factory, web, ftp_server, scheme):
 def test_diagnostics_upload_failures_do_not_disturb_charging(csms, firmware_factory, web, ftp_server, how):
     _, ftp_url = ftp_server
     location = {"login": ftp_url.replace("secret", "wrong") + "/diag/", "http500": web + "/broken/",
-                "closed": "http://127.0.0.1:%d/up/" % closed_port()}[how]
+                "closed": "http://127.0.0.1:%d/up/" % free_port()}[how]
     fw = firmware_factory(csms)
     booted(fw, csms)
     fw.send("plug 1")

@@ -1,18 +1,9 @@
 """Transaction messages survive network loss, process kills and torn writes."""
-import socket
 
-from conftest import ROOT, run_mp
+from conftest import ROOT, run_mp, free_port
 from dev_csms import DevCSMS
 
 TAG = "04A2B3C4D5"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def energies(csms, tx_id):

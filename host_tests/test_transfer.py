@@ -23,7 +23,7 @@ with warnings.catch_warnings():  # pyftpdlib 2.2 imports asyncore and asynchat (
     from pyftpdlib.handlers import FTPHandler
     from pyftpdlib.servers import FTPServer
 
-from conftest import MICROPYTHON, ROOT, mp_env, server_tls
+from conftest import MICROPYTHON, ROOT, mp_env, server_tls, free_port
 
 PROBE = "host_tests/mp/transfer_probe.py"
 BUF = 1024
@@ -224,11 +224,7 @@ def silent():
 
 @pytest.fixture
 def closed_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    return free_port()
 
 
 # ---- tests: HTTP downloads -------------------------------------------------------------

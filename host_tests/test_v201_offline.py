@@ -1,20 +1,12 @@
 """OCPP 2.0.1 transactions across a CSMS outage, wholly offline, across power cuts, and
 retried when the CSMS fails to process them (E04, E12, E13; part 6 TC_E_40..45)."""
-import socket
 import time
 
+from conftest import free_port
 from dev_csms import DevCSMS
 from v201help import TAG, events, start, statuses, wait_event
 
 ENERGY = "Energy.Active.Import.Register"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def csms201(port=0, **kw):

@@ -14,8 +14,7 @@ import pytest
 from ocpp.v16 import call
 
 import scenario
-from conftest import ROOT  # noqa: F401  (the path set-up)
-from test_maintenance import closed_port
+from conftest import free_port
 
 with warnings.catch_warnings():  # pyftpdlib 2.2 imports asyncore and asynchat (deprecated in 3.11)
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -78,7 +77,14 @@ def silent():
     s.bind(("127.0.0.1", 0))
     s.listen(4)
     conns = []
-    threading.Thread(target=lambda: [conns.append(s.accept()) for _ in range(4)], daemon=True).start()
+
+    def accept():
+        try:
+            for _ in range(4):
+                conns.append(s.accept())
+        except OSError:  # the listening socket closed at the end of the test
+            pass
+    threading.Thread(target=accept, daemon=True).start()
     yield "127.0.0.1:%d" % s.getsockname()[1]
     for c, _ in conns:
         c.close()
@@ -190,7 +196,7 @@ def test_the_failures_are_reported_as_precisely_as_the_server_says(csms, firmwar
         (web + "/denied/", "PermissionDenied"),  # HTTP 403
         (web + "/noput/", "NotSupportedOperation"),  # HTTP 405
         ("http://%s/logs/" % ftp_host, "BadMessage"),  # an FTP server's greeting is not HTTP
-        ("http://127.0.0.1:%d/logs/" % closed_port(), "UploadFailure"),  # nobody there
+        ("http://127.0.0.1:%d/logs/" % free_port(), "UploadFailure"),  # nobody there
     ]
     for n, (location, status) in enumerate(cases, 1):
         assert get_log(csms, location, request_id=n, retries=0).status == "Accepted"

@@ -21,7 +21,7 @@ from conftest import run_mp
 from test_flashlog import flash_files, run_mp_code
 from dev_csms import DevCSMS
 from test_maintenance import Files, booted, fw_statuses, update, web  # noqa: F401 (web: a fixture)
-from test_transaction_queue import free_port
+from conftest import free_port
 
 EVENT = "SecurityEventNotification"
 LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) (CRITICAL|INFO) (\w+)(?: (.*))?$")

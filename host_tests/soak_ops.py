@@ -423,6 +423,18 @@ class Ops:
         if fw.alive():
             fw.kill(why=why)
 
+    def wait_in(self, life, text, timeout):
+        # a line of life containing text, from its first (restart() reads past its boot lines)
+        end = time.time() + timeout
+        while time.time() < end:
+            if any(text in ln for ln in list(life.lines)):
+                return
+            if life.done.is_set() or life.killed:
+                from test_fault_injection import Died
+                raise Died()
+            time.sleep(0.02)
+        raise AssertionError("life %d never logged %r:\n%s" % (life.n, text, life.tail(30)))
+
     def wait_dead(self, life, timeout):
         end = time.time() + timeout
         while time.time() < end and not life.done.is_set():
@@ -493,7 +505,7 @@ class Ops:
                 self.wait_dead(life, 10)
                 if mode == "kill":
                     nl = h.restart(session=k)
-                    fw.wait_line(r"slots: trying version", 15)
+                    self.wait_in(nl, "slots: trying version", 15)
                     d = rng.uniform(0, 2.0)
                     h.note(k, "kill %.2f s into the first boot of %s (life %d)" % (d, new, nl.n))
                     fw.sleep(d)

@@ -1047,3 +1047,50 @@ def test_the_judge_itself():
     assert "transaction T4" in text and "recorded 2 times by the CSMS (transactionIds [3, 4])" in text
     assert not [p for p in r["problems"] if p.startswith("transaction T3")] and r["uncertain"] == ["T3"]
     assert r["lost"] == {"MeterValues": 1, "StopTransaction": 1} and r["dup_tx"] == 1
+
+
+def test_the_judge_itself_on_operations_and_security_events():
+    """The new verdicts on made-up records: an illegal or unfinished FirmwareStatusNotification
+    sequence, a security event lost, one recorded twice (a restamped resend), a retransmission
+    absorbed, an event logged after a flash cut not required."""
+    fsp = soak_ops.fw_status_problems
+    assert fsp(["Downloading", "Downloaded", "Installing", "Installed"]) == []
+    assert fsp(["Downloading", "Downloading", "Downloaded", "Installing", "Downloading", "Downloaded", "Installing",
+                "InstallationFailed"]) == []  # a retry, a restart during the install
+    assert fsp(["Downloading", "DownloadFailed"]) == []
+    assert "Downloading after the final Installed" in fsp(["Downloading", "Downloaded", "Installing", "Installed",
+                                                           "Downloading", "DownloadFailed"])[0]
+    assert "Installed may not follow Downloading" in fsp(["Downloading", "Installed"])[0]
+    assert "never ended" in fsp(["Downloading", "Downloaded"])[0]
+    assert "Installing may not follow the request" in fsp(["Installing", "Installed"])[0]
+
+    t = 1_800_000_000
+
+    def life(n, lines, cut_at=None):
+        lf = Life(n, {}, time.time())
+        lf.lines = ["12:00:00 INFO  " + ln for ln, _ in lines]
+        lf.times = [t + dt for _, dt in lines]
+        lf.cut_at = cut_at
+        return lf
+
+    lives = [life(1, [("security: StartupOfTheDevice (critical): firmware 0.1.0", 0),
+                      ("security: InvalidMessages: frame is not valid JSON, ignored", 1),  # not critical: not sent
+                      ("security: SettingSystemTime (critical): from 2000", 2)]),
+             life(2, [("security: StartupOfTheDevice (critical): firmware 0.1.0", 10),
+                      ("security: FirmwareUpdated (critical): 9.1.0", 11),
+                      ("flash: emulated power cut: block writes after the 3-th are dropped", 12),
+                      ("security: ResetOrReboot (critical): after the cut", 12)], cut_at=2)]
+    iso = soak_ops.iso
+    records = {
+        (CP, "StartupOfTheDevice", iso(t), "firmware 0.1.0"): {"n": 2},  # sent twice (answer lost): absorbed
+        (CP, "StartupOfTheDevice", iso(t + 10), "firmware 0.1.0"): {"n": 1},
+        (CP, "SettingSystemTime", iso(t + 2), "from 2000"): {"n": 1},
+        (CP, "SettingSystemTime", iso(t + 3602), "from 2000"): {"n": 1},  # the same event again, restamped
+        # FirmwareUpdated 9.1.0 never came; ResetOrReboot after the cut: not required
+    }
+    r = soak_ops.security_judge(lives, records, CP)
+    assert (r["checked"], r["lost"], r["duplicated"], r["absorbed"], r["ghosts"]) == (4, 1, 1, 1, 1), r
+    text = "\n".join(r["problems"])
+    assert "security event FirmwareUpdated (9.1.0) logged by life 2" in text and "never reached the CSMS" in text
+    assert "recorded security event SettingSystemTime (from 2000) at %s" % iso(t + 3602) in text
+    assert soak_ops.security_judge(lives, records, CP, final=False)["missing"] == [("FirmwareUpdated", "9.1.0")]

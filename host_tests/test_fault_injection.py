@@ -1094,3 +1094,60 @@ def test_the_judge_itself_on_operations_and_security_events():
     assert "security event FirmwareUpdated (9.1.0) logged by life 2" in text and "never reached the CSMS" in text
     assert "recorded security event SettingSystemTime (from 2000) at %s" % iso(t + 3602) in text
     assert soak_ops.security_judge(lives, records, CP, final=False)["missing"] == [("FirmwareUpdated", "9.1.0")]
+
+
+PREP_KILLED_INSTALL = '''
+import sys, asyncio
+from hw import unixflash
+root = unixflash.mount(sys.argv[1])
+import slots
+slots.root = root
+import storage, update
+storage.Store(root).save("fwupdate", {"location": sys.argv[3], "at": 0, "retries": 0, "interval": 0, "ver": sys.argv[4]})
+update.make_room()
+with open(sys.argv[2], "rb") as f, open(update.download_path(), "wb") as o:
+    o.write(f.read())
+print("installed", asyncio.run(update.install(update.download_path())))
+'''
+
+
+def test_a_kill_right_after_an_install_does_not_install_it_again(tmp_path):
+    """Found by the soak (fw-install, kill): the power goes after update.install() switched the
+    state to the new slot but before the request ("fwupdate") was removed. The next boot tries
+    the new version and must report Installed once; it used to resume the stored request too:
+    Downloading after Installed, a second download and install (or DownloadFailed after
+    Installed). The flash is prepared as that kill leaves it, by the firmware's own modules."""
+    bundles = soak_ops.build_bundles(tmp_path)
+    web = soak_ops.FileServer({v + ".bin": b for v, b in bundles.items()})
+    gets = []
+    orig = soak_ops._Files.do_GET
+
+    def counting(self):
+        gets.append(self.path)
+        return orig(self)
+    soak_ops._Files.do_GET = counting
+    csms = DevCSMS()
+    csms.start_in_thread()
+    data = tmp_path / CP
+    v = soak_ops.VERSIONS[0]
+    (tmp_path / "prep.py").write_text(PREP_KILLED_INSTALL)
+    (tmp_path / "new.bin").write_bytes(bundles[v])
+    p = subprocess.run([Firmware(data, "ws://x", CP).cmd[0], str(tmp_path / "prep.py"), str(data),
+                        str(tmp_path / "new.bin"), "%s/%s.bin" % (web.url, v), v],
+                       cwd=ROOT, env=mp_env(), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "installed " + v in p.stdout, p.stdout + p.stderr
+    fw = Station(ROOT, data, "ws://127.0.0.1:%d" % csms.port, time.time())
+    try:
+        fw.start()
+        fw.wait_line(r"accepted this charge point", 30)
+        fw.wait_line(r"version %s confirmed" % v, 10)
+        time.sleep(4)  # a resumed download would have begun by now (retryInterval 0)
+        statuses = [pl["status"] for _, _, pl in csms.calls("FirmwareStatusNotification")]
+        boots = [pl["firmwareVersion"] for _, _, pl in csms.calls("BootNotification")]
+        assert boots == [v] and statuses == ["Installed"], (boots, statuses, fw.life.tail(30))
+        assert gets == []  # nothing downloaded again
+    finally:
+        soak_ops._Files.do_GET = orig
+        fw.kill(why="end")
+        web.stop()
+        csms.stop_thread()

@@ -101,8 +101,9 @@ def main():
         "  lost = %d (%s), duplicated transactions = %d; retransmissions absorbed by the CSMS: %s" % (
             sum(lost.values()), ", ".join("%s %d" % kv for kv in sorted(lost.items())) or "none", tot["dup_tx"],
             ", ".join("%s %d" % kv for kv in sorted(absorbed.items())) or "none"),
-        "  security events checked %d, lost %d, duplicated %d (retransmissions absorbed %d, after a flash cut %d)" % (
-            sec["checked"], sec["lost"], sec["duplicated"], sec["absorbed"], sec["ghosts"]),
+        "  security events checked %d, lost %d, duplicated %d (retransmissions absorbed %d, after a flash cut %d, "
+        "two in one second under one key %d)" % (sec["checked"], sec["lost"], sec["duplicated"], sec["absorbed"],
+                                                 sec["ghosts"], sec["merged"]),
         "  operations checked: %s" % (", ".join("%s %d" % kv for kv in sorted(ops_checked.items())) or "none"),
         "  operation outcomes: %s" % (", ".join("%s x%d" % kv for kv in sorted(outcomes.items())) or "none"),
         "  not required: starts killed before stored %d, starts after a flash cut %d, samples just before a kill %d;"

@@ -947,8 +947,9 @@ def run(seed, sessions, workdir, settle_timeout=150):
             sum(r["lost"].values()), ", ".join("%s %d" % kv for kv in sorted(r["lost"].items())) or "none",
             r["dup_tx"]),
         "  security events checked %d, lost %d, duplicated %d (retransmissions absorbed %d, logged after a "
-        "flash cut %d)" % (r["security"]["checked"], r["security"]["lost"], r["security"]["duplicated"],
-                           r["security"]["absorbed"], r["security"]["ghosts"]),
+        "flash cut %d, two in one second under one key %d)" % (
+            r["security"]["checked"], r["security"]["lost"], r["security"]["duplicated"], r["security"]["absorbed"],
+            r["security"]["ghosts"], r["security"]["merged"]),
         "  operations checked: %s" % (", ".join("%s %d" % kv for kv in sorted(h.ops.checked.items())) or "none"),
         "  operation outcomes: %s" % (", ".join("%s x%d" % kv for kv in sorted(h.ops.outcomes.items())) or "none"),
         "  time: sessions %.0f s, settling %.0f s, total %.0f s (%.1f s per session)" % (
@@ -967,7 +968,7 @@ def run(seed, sessions, workdir, settle_timeout=150):
         Path(out).write_text(json.dumps({
             "seed": seed, "sessions": sessions, "lives": len(fw_lives), "transactions": len(r["transactions"]),
             "faults": dict(h.faults), "checked": dict(r["checked"]), "lost": dict(r["lost"]), "dup_tx": r["dup_tx"],
-            "security": {k: r["security"][k] for k in ("checked", "lost", "duplicated", "absorbed", "ghosts")},
+            "security": {k: r["security"][k] for k in ("checked", "lost", "duplicated", "absorbed", "ghosts", "merged")},
             "ops_checked": dict(h.ops.checked), "ops_outcomes": dict(h.ops.outcomes),
             "uncertain": len(r["uncertain"]), "ghosts": len(r["ghosts"]), "unsure": r["unsure"],
             "thinned": r["thinned"], "csms_restarts": h.csms.restarts, "cuts": h.proxy.cuts,

@@ -109,9 +109,15 @@ configure: $(BIN)/.installed
 	$(BIN)/python tools/deploy.py $(if $(PORT),--port $(call shq,$(PORT))) $(if $(KEY),--set $(call shq,$(KEY)) $(call shq,$(VALUE)),--show) $(if $(DRY_RUN),--dry-run) $(if $(NO_RESET),--no-reset)
 
 # Fault injection soak: many charging sessions under kills, flash power cuts,
-# CSMS restarts and broken links (host_tests/test_fault_injection.py).
-# FAULT_SESSIONS=N sets the number of sessions, FAULT_SEED=S replays a run.
+# CSMS restarts and broken links, and the CSMS's operations (firmware update,
+# charging profile, certificate, log upload) with faults of their own
+# (host_tests/test_fault_injection.py, host_tests/soak_ops.py), in SHARDS parallel
+# processes, each its own seed, CSMS, proxy and DATA dir; one combined report
+# (host_tests/soak.py; shard logs and report in build/soak/).
+# FAULT_SESSIONS=N sessions in all, FAULT_SEED=S the first shard's seed (shard i: S+i);
+# replay one shard: make soak SHARDS=1 FAULT_SESSIONS=<its n> FAULT_SEED=<its seed>.
 .PHONY: soak
-FAULT_SESSIONS ?= 40
+FAULT_SESSIONS ?= 900
+SHARDS ?= 4
 soak: $(BIN)/.installed
-	FAULT_SOAK=1 FAULT_SESSIONS=$(FAULT_SESSIONS) $(BIN)/python -m pytest -q -s host_tests/test_fault_injection.py -k soak
+	$(BIN)/python host_tests/soak.py --sessions $(FAULT_SESSIONS) --shards $(SHARDS) $(if $(FAULT_SEED),--seed $(FAULT_SEED))

@@ -133,6 +133,11 @@ class FirmwareUpdate(_Job):
         # flash may be damaged by the power cut that ended the last run).
         req = self.store.load("fwupdate")
         if req:
+            v = req.get("ver")
+            if v and _installed(v):  # the power went between the install and the request's removal
+                self.store.remove("fwupdate")
+                log.info(_TAG, "version %s was installed before the restart" % v)
+                return
             log.info(_TAG, "firmware update from %s still to do" % _shown(req["location"]))
             self._start(self._run(req))
 
@@ -160,6 +165,8 @@ class FirmwareUpdate(_Job):
                     self._set("InstallScheduled", clock.iso(req["inst"]))
                     await _sleep_until(req["inst"])
             if ok:
+                req["ver"] = self.version  # for resume(): installed already if the boot stage has it
+                self.store.save("fwupdate", req)
                 ok = await self._install(update, path)
         self.store.remove("fwupdate")
         if not ok:
@@ -277,6 +284,19 @@ class FirmwareUpdate(_Job):
             st.refresh(c)
         if not on:
             self._held = []
+
+
+def _installed(v):
+    # True when the boot stage has version v on trial, or its outcome still to
+    # report: the request that brought it is over.
+    import slots
+    t = slots._trial()
+    if t is None:
+        return False
+    st = t.state()
+    o = st.get("out") or ""
+    return st.get("try") and st.get("ver") == v or o == "Installed " + v or o.startswith(
+        "InstallationFailed version %s:" % v)
 
 
 def signature_ok(key, digest, sig):

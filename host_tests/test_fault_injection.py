@@ -59,13 +59,16 @@ import pytest
 from conftest import ROOT, Firmware, mp_env
 from dev_csms import DevCSMS
 from netproxy import NetProxy
+import soak_ops
+from soak_ops import OP_KINDS, Ops
 
 CP = "CP001"
 PING = 2  # WebSocketPingInterval: half-open is noticed after 3 silent intervals
 SETTINGS = [("MeterValueSampleInterval", 1), ("ClockAlignedDataInterval", 0),
             ("AllowOfflineTxForUnknownId", "true"), ("WebSocketPingInterval", PING),
             ("TransactionMessageRetryInterval", 1), ("MessageTimeout", 10)]
-KINDS = ("kill", "kill@frame", "flashcut", "csms", "noanswer", "cut", "halfopen")
+KINDS = ("kill", "kill@frame", "flashcut", "csms", "noanswer", "cut", "halfopen") + OP_KINDS
+BETWEEN = ("fw-download", "fw-install", "fw-firstboot", "profile", "cert")  # run between two sessions
 NOANSWER = {"card": "StartTransaction", "charge": "MeterValues", "stop": "StopTransaction"}
 
 # firmware log lines
@@ -105,6 +108,7 @@ class Life:
         self.n = n
         self.env = env
         self.lines = []
+        self.times = []  # when each line was read (Unix time)
         self.t_start = time.time() - t0
         self.cut_at = None  # index of the emulated power cut line
         self.on_cut = None  # "kill" or seconds to run on after the cut
@@ -159,6 +163,7 @@ class Station:
                 print("FW%d| %s" % (life.n, line), flush=True)
             with self._lock:
                 life.lines.append(line)
+                life.times.append(time.time())
                 if life.killed:
                     continue
                 if life.cut_at is None and RX_CUT.search(line):
@@ -173,7 +178,10 @@ class Station:
                         t[2] -= 1
                         if t[2] <= 0:
                             life.triggers.remove(t)
-                            self._kill(life, "on " + t[0])
+                            if len(t) > 3 and t[3]:
+                                threading.Timer(t[3], self.kill, args=(life, "on " + t[0])).start()
+                            else:
+                                self._kill(life, "on " + t[0])
                             break
         life.proc.wait()
         with self._lock:
@@ -213,9 +221,10 @@ class Station:
     def alive(self):
         return self.life is not None and self.life.proc.poll() is None and not self.life.killed
 
-    def arm(self, description, pattern, count=1):
+    def arm(self, description, pattern, count=1, delay=0.0):
+        # kill the firmware `delay` s after the count-th line matching pattern
         with self._lock:
-            self.life.triggers.append([description, re.compile(pattern), count])
+            self.life.triggers.append([description, re.compile(pattern), count, delay])
 
     def disarm(self):
         with self._lock:
@@ -269,6 +278,8 @@ class Harness:
         self.csms_up = True
         self.proxy = NetProxy("127.0.0.1", self.csms.port).start()
         self.fw = Station(root, Path(workdir) / CP, "ws://127.0.0.1:%d" % self.proxy.port, self.t0)
+        self.cp = CP
+        self.ops = Ops(self, workdir)
         self.faults = Counter()
         self.fault_log = []  # (time, session, text)
         self.findings = []  # problems seen while running (not from the final record)
@@ -318,7 +329,8 @@ class Harness:
     def pick_faults(self, rng):
         # Every kind comes up in turn (a shuffled deck), so a short run covers them all;
         # sessions without a fault only once every kind has had its turn.
-        n = 1 + (rng.random() < 0.4)
+        first = self.rounds == 0 or (self.rounds == 1 and bool(self.deck))  # a short run covers every kind
+        n = 1 + (rng.random() < 0.4 or first)
         if self.rounds > 1 and rng.random() < 0.1:
             n = 0
         out = []
@@ -335,6 +347,10 @@ class Harness:
                 step = rng.choice(sorted(NOANSWER))
             elif kind in ("kill", "flashcut"):
                 step = rng.choice(["card", "charge", "charge", "stop"])
+            elif kind in BETWEEN:
+                step = "between"
+            elif kind == "upload":
+                step = "charge"
             else:
                 step = rng.choice(steps[1:])
             if any(f["step"] == step for f in out):
@@ -388,6 +404,8 @@ class Harness:
             delay = rng.uniform(0, window)
             self.note(k, "link cut (RST) in %.2f s" % delay)
             self._spawn(lambda d: (time.sleep(d), self.proxy.cut()), delay)
+        elif kind == "upload":
+            self._spawn(self.ops.upload, k, random.Random(rng.random()))
         elif kind == "halfopen":
             delay = rng.uniform(0, window)
             refuse = rng.random() < 0.7
@@ -471,6 +489,11 @@ class Harness:
         self.note(k, "connector %d, %d A, %.1f s, stop by %s; faults: %s" % (
             c, amps, dur, stop_by, ", ".join("%s@%s" % (f["kind"], f["step"]) for f in faults) or "none"))
         st = {"tag": None, "left": dur}
+        for f in faults:  # the CSMS's operations between sessions, with their faults
+            if f["step"] == "between":
+                f["done"] = True
+                self.faults[f["kind"]] += 1
+                self.ops.run(f["kind"], k, rng)
         steps = ["plug", "card", "charge", "stop", "unplug"]
         i = 0
         restarts = 0
@@ -491,7 +514,7 @@ class Harness:
                 if isinstance(e, Died):
                     life = fw.life
                     life.done.wait(5)
-                    if not life.killed:
+                    if not life.killed and life.exit != 75:  # 75: its own restart (tools/unix_loop.sh)
                         self.findings.append("firmware life %d exited by itself (code %s) during %s of session %d:"
                                              "\n%s" % (life.n, life.exit, step, k, life.tail(20)))
                     self.note(k, "firmware died during %s (%s); restarting" % (step, life.killed or "by itself"))
@@ -599,6 +622,7 @@ class Harness:
             else:
                 fw.life.killed = "quit"
         self.proxy.stop()
+        self.ops.close()
         with self._csms_lock:
             if self.csms_up:
                 self.csms.stop_thread()
@@ -868,11 +892,16 @@ def analyze(h, final=True):
         if tb:
             problems.append("firmware life %d printed a traceback:\n%s" % (
                 life.n, "\n".join("      | " + ln for ln in life.lines[max(0, tb[0] - 5):tb[0] + 25])))
+    with h.fw._lock:
+        sec = soak_ops.security_judge(lives, dict(getattr(csms, "security_events", {})), CP, final)
+    problems.extend(sec["problems"])
+    missing.extend("security event %s" % (e,) for e in sec["missing"])
     if final:
         problems.extend(h.findings)
     unsure = sum(tx.unsure_samples for tx in order)
     return {"problems": problems, "missing": missing, "uncertain": uncertain, "ghosts": ghosts, "unsure": unsure,
-            "checked": checked, "lost": lost, "dup_tx": dup_tx, "thinned": thinned, "transactions": order}
+            "checked": checked, "lost": lost, "dup_tx": dup_tx, "thinned": thinned, "transactions": order,
+            "security": sec}
 
 
 def run(seed, sessions, workdir, settle_timeout=150):
@@ -917,8 +946,14 @@ def run(seed, sessions, workdir, settle_timeout=150):
         "  lost = %d (%s), duplicated transactions = %d" % (
             sum(r["lost"].values()), ", ".join("%s %d" % kv for kv in sorted(r["lost"].items())) or "none",
             r["dup_tx"]),
-        "  time: sessions %.0f s, settling %.0f s, total %.0f s" % (
-            t_sessions - t0, t_settled - t_sessions, time.time() - t0),
+        "  security events checked %d, lost %d, duplicated %d (retransmissions absorbed %d, logged after a "
+        "flash cut %d, two in one second under one key %d)" % (
+            r["security"]["checked"], r["security"]["lost"], r["security"]["duplicated"], r["security"]["absorbed"],
+            r["security"]["ghosts"], r["security"]["merged"]),
+        "  operations checked: %s" % (", ".join("%s %d" % kv for kv in sorted(h.ops.checked.items())) or "none"),
+        "  operation outcomes: %s" % (", ".join("%s x%d" % kv for kv in sorted(h.ops.outcomes.items())) or "none"),
+        "  time: sessions %.0f s, settling %.0f s, total %.0f s (%.1f s per session)" % (
+            t_sessions - t0, t_settled - t_sessions, time.time() - t0, (time.time() - t0) / max(sessions, 1)),
     ]
     if os.environ.get("FAULT_VERBOSE") or r["problems"]:
         lines.append("  fault log:")
@@ -928,6 +963,19 @@ def run(seed, sessions, workdir, settle_timeout=150):
         lines += ["  - " + p for p in r["problems"]]
     text = "\n".join(lines)
     print(text, flush=True)
+    out = os.environ.get("FAULT_REPORT")
+    if out:  # for host_tests/soak.py, which combines the shards' reports
+        Path(out).write_text(json.dumps({
+            "seed": seed, "sessions": sessions, "lives": len(fw_lives), "transactions": len(r["transactions"]),
+            "faults": dict(h.faults), "checked": dict(r["checked"]), "lost": dict(r["lost"]), "dup_tx": r["dup_tx"],
+            "security": {k: r["security"][k] for k in ("checked", "lost", "duplicated", "absorbed", "ghosts", "merged")},
+            "ops_checked": dict(h.ops.checked), "ops_outcomes": dict(h.ops.outcomes),
+            "uncertain": len(r["uncertain"]), "ghosts": len(r["ghosts"]), "unsure": r["unsure"],
+            "thinned": r["thinned"], "csms_restarts": h.csms.restarts, "cuts": h.proxy.cuts,
+            "half_open": h.proxy.half_opens, "flash_cuts": sum(1 for life in fw_lives if life.cut_at is not None),
+            "absorbed": dict(h.csms.duplicates), "problems": r["problems"],
+            "time": {"sessions": t_sessions - t0, "settle": t_settled - t_sessions, "total": time.time() - t0}},
+            indent=1))
     return r, text
 
 
@@ -1000,3 +1048,107 @@ def test_the_judge_itself():
     assert "transaction T4" in text and "recorded 2 times by the CSMS (transactionIds [3, 4])" in text
     assert not [p for p in r["problems"] if p.startswith("transaction T3")] and r["uncertain"] == ["T3"]
     assert r["lost"] == {"MeterValues": 1, "StopTransaction": 1} and r["dup_tx"] == 1
+
+
+def test_the_judge_itself_on_operations_and_security_events():
+    """The new verdicts on made-up records: an illegal or unfinished FirmwareStatusNotification
+    sequence, a security event lost, one recorded twice (a restamped resend), a retransmission
+    absorbed, an event logged after a flash cut not required."""
+    fsp = soak_ops.fw_status_problems
+    assert fsp(["Downloading", "Downloaded", "Installing", "Installed"]) == []
+    assert fsp(["Downloading", "Downloading", "Downloaded", "Installing", "Downloading", "Downloaded", "Installing",
+                "InstallationFailed"]) == []  # a retry, a restart during the install
+    assert fsp(["Downloading", "DownloadFailed"]) == []
+    assert "Downloading after the final Installed" in fsp(["Downloading", "Downloaded", "Installing", "Installed",
+                                                           "Downloading", "DownloadFailed"])[0]
+    assert "Installed may not follow Downloading" in fsp(["Downloading", "Installed"])[0]
+    assert "never ended" in fsp(["Downloading", "Downloaded"])[0]
+    assert "Installing may not follow the request" in fsp(["Installing", "Installed"])[0]
+
+    t = 1_800_000_000
+
+    def life(n, lines, cut_at=None):
+        lf = Life(n, {}, time.time())
+        lf.lines = ["12:00:00 INFO  " + ln for ln, _ in lines]
+        lf.times = [t + dt for _, dt in lines]
+        lf.cut_at = cut_at
+        return lf
+
+    lives = [life(1, [("security: StartupOfTheDevice (critical): firmware 0.1.0", 0),
+                      ("security: InvalidMessages: frame is not valid JSON, ignored", 1),  # not critical: not sent
+                      ("security: SettingSystemTime (critical): from 2000", 2)]),
+             life(2, [("security: StartupOfTheDevice (critical): firmware 0.1.0", 10),
+                      ("security: FirmwareUpdated (critical): 9.1.0", 11),
+                      ("flash: emulated power cut: block writes after the 3-th are dropped", 12),
+                      ("security: ResetOrReboot (critical): after the cut", 12)], cut_at=2)]
+    iso = soak_ops.iso
+    records = {
+        (CP, "StartupOfTheDevice", iso(t), "firmware 0.1.0"): {"n": 2},  # sent twice (answer lost): absorbed
+        (CP, "StartupOfTheDevice", iso(t + 10), "firmware 0.1.0"): {"n": 1},
+        (CP, "SettingSystemTime", iso(t + 2), "from 2000"): {"n": 1},
+        (CP, "SettingSystemTime", iso(t + 3602), "from 2000"): {"n": 1},  # the same event again, restamped
+        # FirmwareUpdated 9.1.0 never came; ResetOrReboot after the cut: not required
+    }
+    r = soak_ops.security_judge(lives, records, CP)
+    assert (r["checked"], r["lost"], r["duplicated"], r["absorbed"], r["ghosts"]) == (4, 1, 1, 1, 1), r
+    text = "\n".join(r["problems"])
+    assert "security event FirmwareUpdated (9.1.0) logged by life 2" in text and "never reached the CSMS" in text
+    assert "recorded security event SettingSystemTime (from 2000) at %s" % iso(t + 3602) in text
+    assert soak_ops.security_judge(lives, records, CP, final=False)["missing"] == [("FirmwareUpdated", "9.1.0")]
+
+
+PREP_KILLED_INSTALL = '''
+import sys, asyncio
+from hw import unixflash
+root = unixflash.mount(sys.argv[1])
+import slots
+slots.root = root
+import storage, update
+storage.Store(root).save("fwupdate", {"location": sys.argv[3], "at": 0, "retries": 0, "interval": 0, "ver": sys.argv[4]})
+update.make_room()
+with open(sys.argv[2], "rb") as f, open(update.download_path(), "wb") as o:
+    o.write(f.read())
+print("installed", asyncio.run(update.install(update.download_path())))
+'''
+
+
+def test_a_kill_right_after_an_install_does_not_install_it_again(tmp_path):
+    """Found by the soak (fw-install, kill): the power goes after update.install() switched the
+    state to the new slot but before the request ("fwupdate") was removed. The next boot tries
+    the new version and must report Installed once; it used to resume the stored request too:
+    Downloading after Installed, a second download and install (or DownloadFailed after
+    Installed). The flash is prepared as that kill leaves it, by the firmware's own modules."""
+    bundles = soak_ops.build_bundles(tmp_path)
+    web = soak_ops.FileServer({v + ".bin": b for v, b in bundles.items()})
+    gets = []
+    orig = soak_ops._Files.do_GET
+
+    def counting(self):
+        gets.append(self.path)
+        return orig(self)
+    soak_ops._Files.do_GET = counting
+    csms = DevCSMS()
+    csms.start_in_thread()
+    data = tmp_path / CP
+    v = soak_ops.VERSIONS[0]
+    (tmp_path / "prep.py").write_text(PREP_KILLED_INSTALL)
+    (tmp_path / "new.bin").write_bytes(bundles[v])
+    p = subprocess.run([Firmware(data, "ws://x", CP).cmd[0], str(tmp_path / "prep.py"), str(data),
+                        str(tmp_path / "new.bin"), "%s/%s.bin" % (web.url, v), v],
+                       cwd=ROOT, env=mp_env(), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "installed " + v in p.stdout, p.stdout + p.stderr
+    fw = Station(ROOT, data, "ws://127.0.0.1:%d" % csms.port, time.time())
+    try:
+        fw.start()
+        fw.wait_line(r"accepted this charge point", 30)
+        fw.wait_line(r"version %s confirmed" % v, 10)
+        time.sleep(4)  # a resumed download would have begun by now (retryInterval 0)
+        statuses = [pl["status"] for _, _, pl in csms.calls("FirmwareStatusNotification")]
+        boots = [pl["firmwareVersion"] for _, _, pl in csms.calls("BootNotification")]
+        assert boots == [v] and statuses == ["Installed"], (boots, statuses, fw.life.tail(30))
+        assert gets == []  # nothing downloaded again
+    finally:
+        soak_ops._Files.do_GET = orig
+        fw.kill(why="end")
+        web.stop()
+        csms.stop_thread()

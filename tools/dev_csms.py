@@ -51,6 +51,10 @@ A fair judge for fault-injection tests, as a real CSMS with a database is:
   not processed; `replies[action] = dict` merges those fields into the CALLRESULT that
   the CALL got after being processed normally (a callable `fn(request, answer) -> answer`
   may rewrite it), e.g. a TransactionEvent answered with idTokenInfo Invalid;
+- security events (both versions): `security_events[(cp, type, timestamp, techInfo)]` =
+  {"t": first arrival, "n": frames}, one record per distinct event (no id of its own: those
+  four fields are its key, as in a database); a repeat is counted in `n` and in
+  `duplicates["SecurityEventNotification"]`;
 - `registration[cp id]`: the status of the last BootNotification answer; CALLs other
   than BootNotification that a charge point sends while Pending or Rejected are listed
   in `before_accepted` as (time, cp id, action) (OCPP 1.6 §4.2, 2.0.1 B02/B03: only
@@ -365,6 +369,7 @@ class ChargePointHandler(ocpp.v16.ChargePoint):
     # ---- security whitepaper (the charge point's messages) ----
     @on("SecurityEventNotification")
     def on_security_event(self, type, timestamp, **kw):
+        self.csms.security_event(self.id, type, timestamp, kw.get("tech_info"))
         return call_result.SecurityEventNotification()
 
     @on("LogStatusNotification")
@@ -444,7 +449,9 @@ class ChargePointHandler201(ocpp.v201.ChargePoint):
         return call_result201.NotifyEvent()
 
     @on("SecurityEventNotification")
-    def on_security_event(self, **kw):
+    def on_security_event(self, call_unique_id, **kw):
+        p = self._sent(call_unique_id)
+        self.csms.security_event(self.id, p.get("type"), p.get("timestamp"), p.get("techInfo"))
         return call_result201.SecurityEventNotification()
 
     @on("DataTransfer")
@@ -575,6 +582,11 @@ class DevCSMS:
         self.errors = {}  # action -> (CALLERROR code, CALLs left to answer so: int or True)
         self.errored = []  # (time, cp, action, code) of the CALLERRORs sent
         self.restarts = 0
+        # security events (both versions), one record per distinct (cp, type, timestamp, techInfo):
+        # what a CSMS database would key them on (the event carries no id of its own); a repeat
+        # of one already recorded (a retransmission after a lost answer or a restart) is counted
+        # in duplicates["SecurityEventNotification"] and in the record's "n"
+        self.security_events = {}  # (cp, type, timestamp, techInfo) -> {"t": first arrival, "n": frames}
         self.csrs = []  # (cp id, PEM CSR) of every SignCertificate
         self.sign_certificate_status = "Accepted"
         self._listen = None  # (host, port, ssl) of the last start_in_thread
@@ -645,6 +657,17 @@ class DevCSMS:
         if "idToken" in p:  # E01..E03: the CSMS answers with the token's idTokenInfo
             answer["id_token_info"] = self.id_token_info(p["idToken"])
         return answer
+
+    def security_event(self, cp_id, kind, timestamp, tech_info):
+        """Book a SecurityEventNotification (the `security_events` record)."""
+        key = (cp_id, kind, timestamp, tech_info)
+        rec = self.security_events.get(key)
+        if rec is None:
+            self.security_events[key] = {"t": time.time(), "n": 1}
+        else:
+            rec["n"] += 1
+            self.duplicates["SecurityEventNotification"] += 1
+            self.duplicate_log.append((time.time(), cp_id, "SecurityEventNotification", None))
 
     def missing_seq_nos(self, txid):
         """seqNo values below the highest received that never came, for a 2.0.1 transaction."""

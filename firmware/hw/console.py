@@ -3,6 +3,7 @@
 #   plug <c> | unplug <c> | card <c> <idTag> | load <c> <amps>
 #   set <key> <value> | status | datatransfer <vendorId> [messageId] [data] | quit
 #   fault <c> [errorCode|off] | lock <c> jam|free | ev <c> A..E|nodiode | mem | stall | heartbeat [n]
+#   flash [cut <n>]
 import asyncio
 import gc
 import sys
@@ -126,8 +127,13 @@ async def _command(station, config, cp, meters, w):
                 c.id, c.status, c.error_code, c.energy(), "-" if c.limit is None else "%.1f" % c.limit))
     elif cmd == "flash":
         # Flash wear: JSON bytes the firmware wrote, and LittleFS block writes.
+        # "flash cut <n>": the emulated power goes after n more block writes (fault injection).
         from hw import unixflash
         dev = unixflash.dev
+        if len(w) > 2 and w[1] == "cut" and dev:
+            dev.cut_after_writes = dev.writes + int(w[2])
+            log.info("console", "flash: power cut after %s more block writes (at write %d)" % (w[2], dev.cut_after_writes))
+            return
         log.info("console", "flash: %d bytes of state, %d bytes of queue, %d bytes programmed in %d writes" % (
             station.store.bytes_written, cp.outbox.bytes_written, dev.bytes if dev else 0, dev.writes if dev else 0))
     elif cmd == "datatransfer":

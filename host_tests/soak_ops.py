@@ -41,6 +41,7 @@ moment its line was logged.
 """
 import http.server
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -62,7 +63,7 @@ FW_NEXT = {None: {"Downloading"},
            "Downloading": {"Downloading", "Downloaded", "DownloadFailed"},
            "Downloaded": {"Installing", "Downloading"},
            "Installing": {"Installed", "InstallationFailed", "Downloading"}}
-RX_OUT = __import__("re").compile(r'ocpp: >> \[2, ?"([^"]*)"')
+RX_OUT = re.compile(r'ocpp: >> \[2, ?"([^"]*)"')
 SEC_SLACK = 20  # s between an event's timestamp and its log line (raised before the flash is up: logged later)
 RATE = 64 * 1024  # bytes per second the slow server sends an update file at
 
@@ -98,15 +99,11 @@ def fw_status_problems(statuses):
     return problems
 
 
-RX_SEC = None
+RX_SEC = re.compile(r"INFO\s+security: (\w+) \(critical\)(?:: (.*))?$")
 
 
 def security_events_of(lives):
     """[(type, techInfo, time logged, life n, ghost)] of every critical security event logged."""
-    import re
-    global RX_SEC
-    if RX_SEC is None:
-        RX_SEC = re.compile(r"INFO\s+security: (\w+) \(critical\)(?:: (.*))?$")
     out = []
     for life in lives:
         end = life.live_end()

@@ -959,6 +959,15 @@ def run(seed, sessions, workdir, settle_timeout=150):
         lines.append("  fault log:")
         lines += ["    [%6.1f s] session %s: %s" % e for e in h.fault_log]
     if r["problems"]:
+        # Every life's log, and the CSMS's frames, to read what happened around a problem.
+        logs = Path(workdir) / "lives.log"
+        with open(logs, "w") as f:
+            for life in fw_lives:
+                f.write("==== life %d (%s)\n" % (life.n, life.killed or "exit %s" % life.exit))
+                f.writelines("%.3f %s\n" % (t, ln) for t, ln in zip(life.times, life.lines))
+            f.write("==== CSMS frames\n")
+            f.writelines("%.3f %s %s\n" % (t, d, json.dumps(m)[:400]) for t, d, _, m in h.csms.frames)
+        lines.append("  the firmware's log, life by life, and the CSMS's frames: %s" % logs)
         lines.append("  PROBLEMS (%d):" % len(r["problems"]))
         lines += ["  - " + p for p in r["problems"]]
     text = "\n".join(lines)

@@ -26,7 +26,11 @@ what the answer must be:
   message id "-1" when none can be read (§4.2.3: also for an id over 36 characters, which
   an answer may not carry either); answers of the CSMS are never answered.
 The firmware must never crash (process alive, no Traceback), keep the session (no
-reconnect), and keep its heap bounded (console `mem` after gc.collect()).
+reconnect), and keep its heap bounded: console `mem` (after gc.collect()) at the start,
+every 500 examples and at the end, where it is measured again until it stops falling
+(a report or the security events the last frames started end within seconds); the
+settled figure at the end minus the one at the start is held to FUZZ_MEM_BOUND, the peak
+is reported.
 
 Cheaper frames, judged exactly: the frames of an example batch (FUZZ_BATCH, default 16) go
 out back to back, each followed by a marker CALL [2, "~mk<n>", "Heartbeat", {}] (answered
@@ -92,6 +96,8 @@ MEM_BOUND = int(os.environ.get("FUZZ_MEM_BOUND", 48 * 1024))
 MAX_MESSAGE = 65536  # the firmware's WebSocket message limit (lib/ws.py connect(max_size))
 MARK = "~mk"  # marker ids: "~mk<n>"
 CRASH = "Traceback (most recent call last)"
+# the firmware's log line of a restart (a whole line: fuzzed frames, which it logs, may hold the words)
+RESTART = re.compile(r"\d\d:\d\d:\d\d INFO  boot: restarting now\Z")
 
 DATES = ["2026-11-23T19:28:21Z", "2026-11-23T19:28:21.123Z", "2026-02-28T00:00:00+01:00",
          "2024-02-29T23:59:59-05:30", "2026-06-30T23:59:60Z", "2026-11-23t19:28:21z", "2026-11-23T19:28:21"]
@@ -649,13 +655,30 @@ class Session:
 
     # -- health --
     def alive(self):
-        tb = [ln for ln in self.fw.lines[self.seen_lines:] if ln.startswith(CRASH)]
+        lines = self.fw.lines
+        n = len(lines)
+        for i in range(self.seen_lines, n):
+            if RESTART.match(lines[i]):
+                # the frame that did it: the last one the firmware logged receiving before
+                culprit = next((ln for ln in reversed(lines[:i]) if re.search(r"FRAME ocpp: << \[\s*2\s*,", ln)
+                                and '"' + MARK not in ln and '"sync-' not in ln), None)
+                raise Fatal("the firmware restarted after the frame %s; the frames sent before: %s; its lines:\n%s" % (
+                    culprit and culprit.split("<< ", 1)[1][:300], [_shown(h)[:120] for h in self.history[-5:]],
+                    "\n".join(lines[max(0, i - 8):i + 3])))
+        tb = [ln for ln in lines[self.seen_lines:n] if ln.startswith(CRASH)]
         if self.fw.proc.poll() is not None:
             raise Fatal("the firmware died after the frame %r; last lines:\n%s" % (
                 _shown(self.history[-1]) if self.history else None, "\n".join(self.fw.lines[-40:])))
         if tb:
             raise Fatal("the firmware printed a traceback:\n" + "\n".join(self.fw.lines[-60:]))
-        self.seen_lines = max(0, len(self.fw.lines) - 5)
+        self.seen_lines = max(0, n - 5)
+
+    def why_lost(self):
+        """The link is gone: a restart of the firmware names the frame (alive() raises)."""
+        end = time.time() + 4
+        while time.time() < end and not any(RESTART.match(ln) for ln in self.fw.lines[self.seen_lines:]):
+            time.sleep(0.1)
+        self.alive()
 
     def memory(self, label):
         self.fw.send("mem")
@@ -678,6 +701,7 @@ class Session:
         csms = self.csms
         handler = csms.handlers.get(CP)
         if handler is None:
+            self.why_lost()
             raise Fatal("the link was down before the frame %r (%d connections); the frames before it: %s; "
                         "last lines:\n%s" % (_shown(items[0][0]) if items else None, csms.connections,
                                              [_shown(h) for h in self.history[-3:]], "\n".join(self.fw.lines[-40:])))
@@ -709,7 +733,14 @@ class Session:
                 self.sent += 1
                 self.fuzzed += self.fuzzing
         del self.history[:-20]
-        asyncio.run_coroutine_threadsafe(go(), csms.loop).result(30)
+        try:
+            asyncio.run_coroutine_threadsafe(go(), csms.loop).result(30)
+        except Exception as e:  # the link went while we wrote: say after what
+            self.why_lost()
+            raise Fatal("the link was lost (%s: %s) while sending the frame %r; the frames sent before: %s; last "
+                        "lines:\n%s" % (type(e).__name__, e, _shown(out[0][0]) if out else None,
+                                         [_shown(h)[:120] for h in self.history[-6:-len(out) or None]],
+                                         "\n".join(self.fw.lines[-30:])))
         return ok
 
     def _answers(self, n0, skip_sync=True):
@@ -756,6 +787,8 @@ class Session:
         try:
             self.sync()
         except Exception as e:
+            if csms.connections != self.conns or CP not in csms.handlers:
+                self.why_lost()
             self.alive()
             conn_closed = csms.connections != self.conns or CP not in csms.handlers
             if len(batch) == 1 and conn_closed and csms.wait_for(
@@ -1212,8 +1245,10 @@ def main():
         while shards and len(running) < a.jobs:
             p, sd = shards.pop(0)
             out = outdir / ("%s-%d.json" % (p, sd))
-            proc = subprocess.Popen([sys.executable, __file__, "--shard", p, str(sd), "--examples", str(a.examples),
-                                     "--out", str(out)], cwd=ROOT)
+            with open(out.with_suffix(".log"), "w") as log:  # (its own report is in the combined one)
+                proc = subprocess.Popen([sys.executable, __file__, "--shard", p, str(sd), "--examples",
+                                         str(a.examples), "--out", str(out)], cwd=ROOT, stdout=log, stderr=log)
+            print("shard %s seed %d started (log: %s)" % (p, sd, out.with_suffix(".log")), flush=True)
             running.append((proc, p, sd, out))
         time.sleep(0.5)
         for item in list(running):
@@ -1222,6 +1257,8 @@ def main():
                 running.remove(item)
                 try:
                     reports.append(json.loads(out.read_text()))
+                    print("shard %s seed %d: %s" % (p, sd, "passed" if reports[-1]["failure"] is None else "FAILED"),
+                          flush=True)
                 except (OSError, ValueError):
                     reports.append({"proto": p, "seed": sd, "examples": a.examples, "failure":
                                     "the shard process ended (%d) without a report" % proc.returncode,

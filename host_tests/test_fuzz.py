@@ -95,6 +95,18 @@ def test_fuzz_guard_keeps_back_dangerous_frames():
         mp.close()
 
 
+def test_fuzz_a_restart_fails_the_shard_with_the_frame_that_caused_it(tmp_path, monkeypatch):
+    # Without the guard, the fixed lenient Reset of every shard ("Re\\set": MicroPython's json
+    # reads a valid Reset) restarts the station: the shard fails naming that frame (issue #16:
+    # not a KeyError some frames later).
+    keep = fuzzing.Guard.refuse
+    monkeypatch.setattr(fuzzing.Guard, "refuse", lambda self, data, binary=False: None if isinstance(data, str)
+                        and "Re\\set" in data else keep(self, data, binary))
+    r = fuzzing.run_shard("1.6", 5, 10, tmp_path)
+    assert r["failure"].startswith('the firmware restarted after the frame [2,"Re\\set","Re\\set",{"type":"Hard"}]'), \
+        r["failure"]
+
+
 def test_fuzz_oracle_2_0_1_rpc_rules():
     # OCPP-J 2.0.1 part 4 §4.2.3, §4.4: what the 2.0.1 oracle expects of the envelope
     p = fuzzing.PROTOS["2.0.1"]

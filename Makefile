@@ -121,3 +121,17 @@ FAULT_SESSIONS ?= 900
 SHARDS ?= 4
 soak: $(BIN)/.installed
 	$(BIN)/python host_tests/soak.py --sessions $(FAULT_SESSIONS) --shards $(SHARDS) $(if $(FAULT_SEED),--seed $(FAULT_SEED))
+
+# The fuzzer at scale (host_tests/fuzzing.py): hostile frames of every action of OCPP 1.6
+# (with the security extension) and 2.0.1, each seed over both protocols, JOBS shards in
+# parallel processes (each its own seed, protocol, CSMS and firmware); one combined report
+# (also build/fuzz.txt, build/fuzz.json) with each shard's replay command:
+#   make fuzz [SEEDS=10] [SEED=20261123 (the first)] [EXAMPLES=5000 (per shard)] [JOBS=2] [OCPP=1.6,2.0.1]
+# The defaults fuzz over 100,000 frames. `make test` runs a short version (test_fuzz.py).
+.PHONY: fuzz
+SEEDS    ?= 10
+SEED     ?= 20261123
+EXAMPLES ?= 5000
+JOBS     ?= 2
+fuzz: $(BIN)/.installed
+	$(BIN)/python host_tests/fuzzing.py --seeds $(SEEDS) --seed $(SEED) --examples $(EXAMPLES) --jobs $(JOBS) --ocpp $(if $(OCPP),$(call shq,$(OCPP)),1.6,2.0.1)

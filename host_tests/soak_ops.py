@@ -81,15 +81,29 @@ def parse_iso(s):
 
 # ---- judges (pure functions: test_the_judge_itself runs them on made-up records) -----------
 
-def fw_status_problems(statuses):
-    """What is wrong with the FirmwareStatusNotification statuses of one update request, in order."""
+def fw_status_problems(statuses, lost_power=False):
+    """What is wrong with the FirmwareStatusNotification statuses of one update request, in order.
+
+    lost_power: a life of the station ended (killed) during the request. The statuses wait in
+    RAM until they go (one CALL at a time), so those not yet sent go with the power: any that
+    the legal order has, may be missing (Installed alone, say), but the order of those that
+    came must still be legal and the update must still end, in one final status (sent again if
+    the power went before its answer)."""
     problems = []
     prev = None
+    rank = {"Downloading": 0, "Downloaded": 1, "Installing": 2}
     for i, s in enumerate(statuses):
+        if lost_power and s == prev and s in TERMINAL:
+            continue  # sent, and the power went before its answer: reported again (at least once)
         if prev in TERMINAL:
             problems.append("%s after the final %s (statuses %s)" % (s, prev, statuses))
             break
-        if s not in FW_NEXT.get(prev, ()):
+        if lost_power:
+            ok = s == "Downloading" or s in TERMINAL or (s in rank and rank[s] >= rank.get(prev, -1))
+            ok = ok and not (s == "DownloadFailed" and prev in ("Downloaded", "Installing"))
+        else:
+            ok = s in FW_NEXT.get(prev, ())
+        if not ok:
             problems.append("%s may not follow %s (statuses %s)" % (s, prev or "the request", statuses))
             break
         prev = s
@@ -556,7 +570,8 @@ class Ops:
         got = self.statuses("FirmwareStatusNotification", mark)
         st = [s for s, _, _ in got]
         self.checked["FirmwareStatusNotification"] += len(st)
-        for p in fw_status_problems(st):
+        lost_power = any(lf.killed for lf in fw.lives[life.n - 1:])
+        for p in fw_status_problems(st, lost_power):
             self.problem(k, "%s (%s): %s" % (kind, mode, p))
         final = [(s, i) for s, _, i in got if s in TERMINAL]
         outcome = final[-1][0] if final else "none"

@@ -1073,6 +1073,15 @@ def test_the_judge_itself_on_operations_and_security_events():
     assert "Installed may not follow Downloading" in fsp(["Downloading", "Installed"])[0]
     assert "never ended" in fsp(["Downloading", "Downloaded"])[0]
     assert "Installing may not follow the request" in fsp(["Installing", "Installed"])[0]
+    # a life killed meanwhile: statuses still in RAM went with it; the order of the rest holds
+    assert fsp(["Installed"], lost_power=True) == []
+    assert fsp(["Downloading", "Installing", "Downloading", "Installed"], lost_power=True) == []
+    assert "Downloaded may not follow Installing" in fsp(["Installing", "Downloaded", "Installed"], True)[0]
+    assert "never ended" in fsp(["Downloading", "Installing"], lost_power=True)[0]
+    assert fsp(["Installed", "Installed"], lost_power=True) == []  # the answer lost with the power
+    assert "Installed after the final Installed" in fsp(["Downloading", "Downloaded", "Installing", "Installed",
+                                                         "Installed"])[0]  # no life lost: a second report
+    assert "InstallationFailed after the final Installed" in fsp(["Installed", "InstallationFailed"], True)[0]
 
     t = 1_800_000_000
 

@@ -173,6 +173,32 @@ def test_a_good_bundle_boots_as_the_new_version_and_keeps_the_configuration(csms
     assert csms.violations == []
 
 
+def test_the_outcome_stays_on_flash_until_the_csms_answered_it(csms, firmware_factory, full_bundle):
+    # Found by the soak (fw-firstboot, flash cut): the outcome left the flash as its
+    # FirmwareStatusNotification was queued in RAM; a power cut before it went lost Installed.
+    fw = firmware_factory(csms)
+    assert driver(fw.data_dir, "receive", full_bundle, "install") == ["ok " + NEW, "ok " + NEW]
+    csms.silent["FirmwareStatusNotification"] = True  # received, never answered
+    fw.start()
+    fw.wait_line(r"version %s confirmed" % NEW)
+    csms.wait_for(lambda: csms.calls("FirmwareStatusNotification"), 10, "the Installed status")
+    fw.kill()  # the power goes before the answer
+    assert "Installed " + NEW in state(fw.data_dir)
+    assert not [p for _, _, p in csms.calls("SecurityEventNotification")
+                if p["type"] == "FirmwareUpdated"]  # raised once the CSMS has the status
+
+    csms.silent.clear()
+    fw.start()
+    fw.wait_line(r"accepted this charge point")
+    csms.wait_for(lambda: len(csms.calls("FirmwareStatusNotification")) == 2, 10, "Installed again")
+    csms.wait_for(lambda: [p for _, _, p in csms.calls("SecurityEventNotification") if p["type"] == "FirmwareUpdated"],
+                  10, "the FirmwareUpdated event")
+    fw.stop()
+    assert [p["status"] for _, _, p in csms.calls("FirmwareStatusNotification")] == ["Installed", "Installed"]
+    assert state(fw.data_dir) == "[('run', 'a')] None"  # answered: the outcome is gone
+    assert csms.violations == []
+
+
 def test_a_truncated_or_damaged_file_is_refused_and_the_old_version_runs(csms, firmware_factory, full_bundle,
                                                                           tmp_path):
     data = full_bundle.read_bytes()

@@ -208,7 +208,21 @@ class Session:
                 self._failed(e, "no answer within MessageTimeout")
                 continue
             self._answered(e, answer)
+            if e.action[-26:] == "FirmwareStatusNotification":
+                self._update_reported(e.payload["status"])
             self.outbox.pop(e)
+
+    def _update_reported(self, status):
+        # The CSMS has the boot stage's word on the update before this boot:
+        # only now may it leave the flash. The status waits in RAM, so a power
+        # cut or a lost link before the answer has it reported again
+        # (_report_update at the next connection).
+        done = slots.outcome()
+        if done and status == done[0]:
+            if status == "Installed":
+                security.event("FirmwareUpdated", "version %s installed" % done[1])
+            slots.clear_outcome()
+            self.station.store.remove("fwsigned")
 
     def _ready(self, e):
         # The queued message e is about to go; -> False when it was dropped instead.

@@ -209,7 +209,7 @@ class ChargePoint(Session):
         try:
             if self.registration != "Accepted":
                 await self._boot()
-                self._report_update()
+            self._report_update()  # until the CSMS answered it
             self._cert_due = 0  # at each connection, then when due
             # (Re)connected and accepted: tell the CSMS where every connector stands.
             for c in self.station.connectors:
@@ -480,9 +480,10 @@ class ChargePoint(Session):
 
     def _report_update(self):
         # The boot stage's word on the update installed before this boot
-        # (Installed, or InstallationFailed after a rollback), once, after the
-        # BootNotification of the version that runs now (§4.5); for a signed
-        # update with its requestId (whitepaper L01.FR.10, kept in "fwsigned").
+        # (Installed, or InstallationFailed after a rollback), after the
+        # BootNotification of the version that runs now (§4.5), at each
+        # connection until the CSMS answers it (Session._update_reported); for a
+        # signed update with its requestId (whitepaper L01.FR.10, kept in "fwsigned").
         done = slots.outcome()
         if done:
             log.info("update", "%s: %s" % done)
@@ -493,10 +494,6 @@ class ChargePoint(Session):
             if rid is not None and done[0] != "Installed":  # L01.FR.29: the last status, for a trigger
                 job = self.maintenance(True)
                 job.status, job.request_id = done[0], rid
-            if done[0] == "Installed":  # whitepaper §8, at the first report of the new version
-                security.event("FirmwareUpdated", "version %s installed" % done[1])
-            slots.clear_outcome()
-            store.remove("fwsigned")
 
     def _firmware_status(self, status, request_id=None):
         # FirmwareStatusNotification, or for a signed update (SignedUpdateFirmware)

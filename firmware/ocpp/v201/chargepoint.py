@@ -321,12 +321,12 @@ class ChargePoint(Session):
             every = self.registration != "Accepted"
             if every:
                 await self._boot()
-                self._report_update()
             elif self.offline_at is not None:
                 # B04.FR.01/02: offline longer than OfflineThreshold, every
                 # connector's status; shorter, the ones that changed meanwhile
                 gone = time.ticks_diff(time.ticks_ms(), self.offline_at) // 1000
                 every = gone >= self.config.get("OfflineThreshold")
+            self._report_update()  # until the CSMS answered it
             for c in self.station.connectors[1:]:
                 if every or self._reported.get(c.id) != connector_status(c.status):
                     self.queue_status(c)

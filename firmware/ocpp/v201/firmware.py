@@ -4,8 +4,6 @@
 # run: imported for the call and let go again (handlers.rare).
 import clock
 import log
-import security
-import slots
 from ocpp.rpc import CallError
 
 _RETRIES = 2  # without retries / retryInterval: 3 attempts, 60 s apart (as 1.6's UpdateFirmware)
@@ -45,15 +43,10 @@ def update_firmware(cp, p):
 
 def report(cp, done):
     # The boot stage's word on the update installed before this boot
-    # (Installed, or InstallationFailed after a rollback), once, after the
+    # (Installed, or InstallationFailed after a rollback), after the
     # BootNotification of the version that runs now (L01.FR.10), with the
     # requestId kept in "fwsigned".
     log.info("update", "%s: %s" % done)
-    store = cp.station.store
-    rec = store.load("fwsigned")
+    rec = cp.station.store.load("fwsigned")
     cp.fw_request = rec.get("id") if type(rec) is dict else None
-    cp.firmware_status(done[0])
-    if done[0] == "Installed":
-        security.event("FirmwareUpdated", "version %s installed" % done[1])
-    slots.clear_outcome()
-    store.remove("fwsigned")
+    cp.firmware_status(done[0])  # cleared once answered: Session._update_reported

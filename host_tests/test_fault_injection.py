@@ -323,6 +323,8 @@ class Harness:
             if self.plugged[c]:
                 fw.send("load %d %s" % (c, self.amps[c]))
                 fw.send("plug %d" % c)
+            else:  # the simulator's own record may still say plugged: a kill raced its unplug
+                fw.send("unplug %d" % c)
         return life
 
     # ---- faults -------------------------------------------------------------------------

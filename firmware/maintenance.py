@@ -106,7 +106,7 @@ class FirmwareUpdate(_Job):
         self.station = station
         self.store = station.store
         self.tls = tls  # () -> the TLS context of the CSMS link (its CA), for https://
-        self.restart = restart  # () -> restarts the station into the new application
+        self.restart = restart  # async (version): restarts the station into the new application
         self.request_id = None  # the signed update's requestId; None: UpdateFirmware
         self._held = []  # connectors held Unavailable until the install (L01.FR.07)
 
@@ -178,9 +178,7 @@ class FirmwareUpdate(_Job):
         # (or the boot stage InstallationFailed) after its BootNotification.
         if rid is not None:
             self._set("InstallRebooting", "version %s" % self.version)
-        await asyncio.sleep(2)  # the last status goes out first
-        log.info(_TAG, "restarting into version %s" % self.version)
-        self.restart()
+        await self.restart(self.version)  # once the last statuses went out
 
     async def _download(self, update, url, path):
         client = _client(url)

@@ -64,6 +64,7 @@ FW_NEXT = {None: {"Downloading"},
            "Downloaded": {"Installing", "Downloading"},
            "Installing": {"Installed", "InstallationFailed", "Downloading"}}
 RX_OUT = re.compile(r'ocpp: >> \[2, ?"([^"]*)"')
+LINK_LOST = "connection to the CSMS lost"
 SEC_SLACK = 20  # s between an event's timestamp and its log line (raised before the flash is up: logged later)
 RATE = 64 * 1024  # bytes per second the slow server sends an update file at
 
@@ -84,10 +85,10 @@ def parse_iso(s):
 def fw_status_problems(statuses, lost_power=False):
     """What is wrong with the FirmwareStatusNotification statuses of one update request, in order.
 
-    lost_power: a life of the station ended (killed) during the request. The statuses wait in
-    RAM until they go (one CALL at a time), so those not yet sent go with the power: any that
-    the legal order has, may be missing (Installed alone, say), but the order of those that
-    came must still be legal and the update must still end, in one final status (sent again if
+    lost_power: a life of the station ended (killed) or its link was lost during the request.
+    The statuses wait in RAM until they go (one CALL at a time), so those not yet sent go with
+    the power or the link: any that the legal order has may be missing (Installed alone, say),
+    but the order of those that came must still be legal and the update must still end, in one final status (sent again if
     the power went before its answer)."""
     problems = []
     prev = None
@@ -496,6 +497,7 @@ class Ops:
         mode = "kill" if rng.random() < 0.5 else "flashcut"
         mark = len(h.csms.frames)
         life = fw.life
+        first_line = len(life.lines)
         h.note(k, "%s: UpdateFirmware %s -> %s, %s" % (kind, old, new, mode))
         self.ask(k, call.UpdateFirmware(location="%s/%s.bin" % (self.web.url, new), retrieve_date=iso(time.time() - 1),
                                       retries=1, retry_interval=2))
@@ -570,7 +572,9 @@ class Ops:
         got = self.statuses("FirmwareStatusNotification", mark)
         st = [s for s, _, _ in got]
         self.checked["FirmwareStatusNotification"] += len(st)
-        lost_power = any(lf.killed for lf in fw.lives[life.n - 1:])
+        # statuses wait in RAM: a kill, or a lost link (they are dropped with it), may take some
+        lost_power = any(lf.killed or any(LINK_LOST in ln for ln in lf.lines[first_line if lf is life else 0:])
+                         for lf in fw.lives[life.n - 1:])
         for p in fw_status_problems(st, lost_power):
             self.problem(k, "%s (%s): %s" % (kind, mode, p))
         final = [(s, i) for s, _, i in got if s in TERMINAL]
@@ -729,6 +733,7 @@ class Ops:
         srv = DyingServer(after)
         getlog = rng.random() < 0.5
         mark = len(h.csms.frames)
+        first_line = len(life.lines)
         loc = "http://127.0.0.1:%d/up/" % srv.port
         self.msg_n += 1
         rid = 100 + self.msg_n
@@ -760,6 +765,10 @@ class Ops:
         self.checked[action] += len(got)
         want = ["Uploading"] * (retries + 1) + [failed]
         self.outcomes["upload %s: %s" % ("GetLog" if getlog else "GetDiagnostics", got[-1] if got else "none")] += 1
+        if any(LINK_LOST in ln for ln in life.lines[first_line:]):
+            # the statuses wait in RAM and are dropped with the link: those that came, in order
+            rest = iter(want)
+            want = got if all(s in rest for s in got) else want
         if got != want:
             self.problem(k, "upload: %s to a dying server: %s %s, expected %s (server took %s bytes)" % (
                 "GetLog" if getlog else "GetDiagnostics", action, got, want, srv.got))

@@ -180,6 +180,21 @@ def test_update_end_to_end(csms, firmware_factory, web, ftp_server, new_bundle, 
     assert csms.violations == []
 
 
+def test_the_last_statuses_reach_a_slow_csms_before_the_restart(csms, firmware_factory, web, new_bundle):
+    # Found by the soak: the statuses wait in RAM behind any CALL still waiting for its answer,
+    # and the restart into the new version came after a fixed 2 s: a slow CSMS never heard
+    # Downloaded or Installing. Now the restart waits for them (2 x MessageTimeout at most).
+    Files.files["new.bin"] = new_bundle
+    fw = firmware_factory(csms)
+    booted(fw, csms)
+    csms.delay["FirmwareStatusNotification"] = 2.5  # each status answered late
+    update(csms, web + "/new.bin")
+    wait(lambda: "Installed" in fw_statuses(csms), 60, "Installed")
+    assert fw_statuses(csms) == ["Downloading", "Downloaded", "Installing", "Installed"]
+    assert boot_versions(csms) == [OLD, NEW]
+    assert csms.violations == []
+
+
 def test_truncated_or_damaged_file_fails_and_the_old_version_keeps_running(csms, firmware_factory, web, new_bundle):
     flipped = bytearray(new_bundle)
     flipped[len(flipped) // 2] ^= 1

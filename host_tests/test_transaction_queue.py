@@ -1,4 +1,5 @@
 """Transaction messages survive network loss, process kills and torn writes."""
+import re
 
 from conftest import ROOT, run_mp, free_port
 from dev_csms import DevCSMS
@@ -28,7 +29,10 @@ def test_killed_mid_transaction_ends_with_power_loss_after_restart(csms, firmwar
     assert tx["reason"] == "PowerLoss"
     assert tx["meterStop"] >= max(before) and len(csms.transactions) == 1
     assert csms.violations == []
-    # A second restart does not end it again.
+    # A second restart does not end it again (once the firmware has the answer: stopped before
+    # it, the StopTransaction would rightly go again).
+    stop_id = csms.calls("StopTransaction")[0][0]
+    fw.wait_line(r'<< \[3, ?"%s"' % re.escape(stop_id), 10)
     fw.stop()
     fw.start()
     fw.wait_line(r"accepted this charge point", 20)

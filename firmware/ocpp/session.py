@@ -84,10 +84,7 @@ class Session:
         # to reach the CSMS (they stay queued in flash anyway), then the link is
         # closed and the firmware restarts.
         self.station.stop_all(stop_reason)
-        self.wake.set()
-        end = time.ticks_add(time.ticks_ms(), self.config.get("MessageTimeout") * 1000)
-        while self.outbox.pending_tx() and self.online and time.ticks_diff(end, time.ticks_ms()) > 0:
-            await asyncio.sleep_ms(50)
+        await self._settle(self.outbox.pending_tx, 1)
         ws = self.rpc.ws
         if ws:
             try:
@@ -97,6 +94,22 @@ class Session:
         log.info("boot", "restarting now")
         if self.on_reset:
             self.on_reset(hard, by)
+
+    async def _settle(self, waiting, timeouts):
+        # Before a restart of our own: the queued messages waiting() says are
+        # still to go get timeouts x MessageTimeout seconds, while online.
+        self.wake.set()
+        end = time.ticks_add(time.ticks_ms(), self.config.get("MessageTimeout") * timeouts * 1000)
+        while waiting() and self.online and time.ticks_diff(end, time.ticks_ms()) > 0:
+            await asyncio.sleep_ms(50)
+
+    async def _restart_for_update(self, version):
+        # The FirmwareUpdate job's restart into the new application. Its last
+        # statuses wait in RAM, maybe behind a CALL still waiting for its answer
+        # (MessageTimeout): they go first, else the CSMS never hears them.
+        await self._settle(lambda: self.outbox.volatile, 2)
+        log.info("update", "restarting into version %s" % version)
+        self.on_reset(False, "installing an update")
 
     # ---- one connection ----------------------------------------------------
     async def session(self, ws):

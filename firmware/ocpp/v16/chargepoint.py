@@ -471,7 +471,7 @@ class ChargePoint(Session):
             import maintenance
             if firmware:
                 job = maintenance.FirmwareUpdate(self.station, self._firmware_status, self.tls,
-                                                 lambda: self.on_reset(False, "installing an update"))
+                                                 self._restart_for_update)
             else:
                 job = maintenance.DiagnosticsUpload(self.config.get("ChargePointId"),
                                                     self._notifier("DiagnosticsStatusNotification"), self.tls)

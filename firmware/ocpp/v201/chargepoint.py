@@ -464,7 +464,7 @@ class ChargePoint(Session):
         if self.fw_job is None:
             import maintenance
             self.fw_job = maintenance.FirmwareUpdate(self.station, self.firmware_status, self.tls,
-                                                     lambda: self.on_reset(False, "installing an update"))
+                                                     self._restart_for_update)
         return self.fw_job
 
     def firmware_status(self, status, request_id=None):

@@ -118,7 +118,7 @@ configure: $(BIN)/.installed
 # replay one shard: make soak SHARDS=1 FAULT_SESSIONS=<its n> FAULT_SEED=<its seed>.
 .PHONY: soak
 FAULT_SESSIONS ?= 900
-SHARDS ?= 4
+SHARDS ?= 6
 soak: $(BIN)/.installed
 	$(BIN)/python host_tests/soak.py --sessions $(FAULT_SESSIONS) --shards $(SHARDS) $(if $(FAULT_SEED),--seed $(FAULT_SEED))
 

@@ -1,7 +1,7 @@
 """`make soak`: the fault-injection soak (test_fault_injection.py) in SHARDS parallel processes,
 each with its own seed, dev CSMS, proxy, ports and DATA dir, and one combined report.
 
-  python host_tests/soak.py --sessions 900 --shards 4 [--seed S]
+  python host_tests/soak.py --sessions 900 --shards 6 [--seed S]
 
 --sessions is the total; shard i runs its share with seed S+i (S random unless given). Each
 shard's log is build/soak/shard-<i>.log, its figures build/soak/shard-<i>.json. The report
@@ -29,7 +29,7 @@ def add(total, part):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sessions", type=int, default=900)
-    ap.add_argument("--shards", type=int, default=4)
+    ap.add_argument("--shards", type=int, default=6)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--out", default=str(ROOT / "build" / "soak"))
     a = ap.parse_args()

@@ -106,7 +106,10 @@ class Session:
     async def _restart_for_update(self, version):
         # The FirmwareUpdate job's restart into the new application. Its last
         # statuses wait in RAM, maybe behind a CALL still waiting for its answer
-        # (MessageTimeout): they go first, else the CSMS never hears them.
+        # (MessageTimeout): they go first, else the CSMS never hears them; and
+        # for 2 s at least the station still answers (a new request is refused
+        # while installing, L01.FR.27).
+        await asyncio.sleep(2)
         await self._settle(lambda: self.outbox.volatile, 2)
         log.info("update", "restarting into version %s" % version)
         self.on_reset(False, "installing an update")

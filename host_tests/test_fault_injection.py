@@ -453,7 +453,8 @@ class Harness:
         limit = 3 * PING + 12
         detected = None
         while time.time() - t < limit:
-            if fw.life is not life:  # the firmware was restarted meanwhile: its new link is not half-open
+            if fw.life is not life or life.killed or life.done.is_set():
+                # the firmware died or was restarted meanwhile (a flash cut run's end): no link to watch
                 detected = "restarted"
                 break
             if any(RX_DEAD_LINK.search(ln) for ln in life.lines[mark:]):

@@ -43,10 +43,15 @@ _half = 32768  # LogFileSizeKB * 512: log.0 rotates when it would pass this
 _flevel = INFO  # LogFileLevel; FRAME lines go whenever frames are logged
 _size = 0  # bytes in log.0
 _gen = 0  # rotations so far, so a logfile.Reader finds its files again
-_why = 0  # 1 while flash writes fail (said once on the console)
+_why = 0  # 1 while flash writes fail
+_told = 0  # _why as the console was last told of it (between whole lines)
+_err = ""  # the last flash write failure
 
 
-def _emit(lvl, tag, msg, end="\n", flash=True):
+def _emit(lvl, tag, msg, flash=True, parts=None):
+    # One line. parts: () -> the pieces of the rest of it (a frame's text, not
+    # copied into one string). The console has the whole line before the
+    # flash log is written: a flash write may log (a failure, a power cut).
     f = flash and _buf is not None and (lvl >= _flevel or lvl == FRAME)
     if lvl < level and not f:
         return
@@ -55,8 +60,12 @@ def _emit(lvl, tag, msg, end="\n", flash=True):
     if lvl >= level:
         t = time.localtime(int(s))
         # msg is printed as it is, not copied into a formatted line: a frame's text can be kilobytes
-        print("%02d:%02d:%02d %s %s:" % (t[3], t[4], t[5], name, tag), msg, end=end)
-    if f and (_dir is not None or _n + len(tag) + len(msg) < _BUF - 31):  # before start(): whole lines only
+        print("%02d:%02d:%02d %s %s:" % (t[3], t[4], t[5], name, tag), msg, end="\n" if parts is None else " ")
+        if parts is not None:
+            for piece in parts():
+                print(piece, end="")
+            print()
+    if f and (_dir is not None or parts is None and _n + len(tag) + len(msg) < _BUF - 31):  # before start(): whole lines only
         import clock  # (not at the top: clock imports log)
 
         _put(clock.iso(clock.now(s)))
@@ -66,9 +75,16 @@ def _emit(lvl, tag, msg, end="\n", flash=True):
         _put(tag)
         _put(": ")
         _put(msg)  # in pieces, for the same reason
-        _put(end)
+        if parts is not None:
+            _put(" ")
+            room = _FRAME_FLASH
+            for piece in parts():
+                room = _put_frame(piece, room)
+        _put("\n")
         if lvl >= WARN and not _why:
-            flush()
+            _flush()
+    if flash:
+        _tell()
 
 
 def _put(s):
@@ -77,7 +93,7 @@ def _put(s):
     m = memoryview(s)
     while len(m):
         if _n == _BUF:
-            flush()
+            _flush()
             if _n:  # not started yet: the rest is lost
                 return
         k = min(_BUF - _n, len(m))
@@ -103,7 +119,13 @@ def _len(name):
 def flush():
     # The buffer to log.0, never raising: a full or failing flash drops the
     # lines (one console line says so) and the next flush tries again.
-    global _n, _size, _gen, _why
+    _flush()
+    _tell()
+
+
+def _flush():
+    # flush(), without telling: it may run in the middle of a line.
+    global _n, _size, _gen, _why, _err
     n = _n
     if not n or _dir is None:
         return
@@ -124,13 +146,25 @@ def flush():
         _size = _len("log.0")
         if not _why:
             _why = 1
-            warn("log", "flash log stopped (%s %s), the console has the lines" % (type(e).__name__, e))
-            import security  # (not at the top: security imports log)
-
-            security.event("MemoryExhaustion", "the flash log cannot write: %s %s" % (type(e).__name__, e))
+            _err = "%s %s" % (type(e).__name__, e)
         return
+    _why = 0
+
+
+def _tell():
+    # Says on the console (and in the security log) that the flash log stopped
+    # or writes again: after the line being written, never inside it (a frame
+    # line cut by these lines is no longer one line to read or to grep).
+    global _told
+    if _told == _why:
+        return
+    _told = _why
     if _why:
-        _why = 0
+        warn("log", "flash log stopped (%s), the console has the lines" % _err)
+        import security  # (not at the top: security imports log)
+
+        security.event("MemoryExhaustion", "the flash log cannot write: %s" % _err)
+    else:
         info("log", "flash log writing again")
 
 
@@ -194,7 +228,7 @@ def error(tag, msg):
 def console_warn(tag, msg):
     # A WARN line for the console only: from a flash driver, which must not
     # make the log write the flash from inside one of its writes.
-    _emit(WARN, tag, msg, "\n", False)
+    _emit(WARN, tag, msg, False)
 
 
 def _put_frame(text, room):
@@ -214,24 +248,13 @@ def _put_frame(text, room):
 def frame(direction, text):
     # direction: ">>" sent to the CSMS, "<<" received from it
     if FRAME >= level:
-        _emit(FRAME, "ocpp", direction, " ")
-        print(text)
-        if _buf is not None:
-            _put_frame(text, _FRAME_FLASH)
-            _put("\n")
+        _emit(FRAME, "ocpp", direction, True, lambda: (text,))
 
 
 def frame_parts(direction, parts):
-    # A large frame, printed piece by piece on one line.
+    # A large frame, printed piece by piece on one line: parts() -> its pieces.
     if FRAME >= level:
-        _emit(FRAME, "ocpp", direction + " ", "")
-        room = _FRAME_FLASH if _buf is not None else -1
-        for piece in parts():
-            print(piece, end="")
-            room = _put_frame(piece, room)
-        print()
-        if _buf is not None:
-            _put("\n")
+        _emit(FRAME, "ocpp", direction, True, parts)
 
 
 def exc(tag, msg, e):

@@ -560,9 +560,8 @@ class Ops:
             if not fw.alive():
                 dead = fw.life
                 dead.done.wait(5)
-                if dead.cut_at is not None and not dead.killed:
-                    time.sleep(0.2)
-                    continue
+                # a life that ran on after a flash cut may end by itself (its restart into the
+                # new version came before the harness's kill): it is restarted like any other
                 if not dead.killed and dead.exit != 75:
                     h.findings.append("firmware life %d exited by itself (code %s) in %s:\n%s" % (
                         dead.n, dead.exit, kind, dead.tail(20)))

@@ -461,7 +461,10 @@ print("= " + json.dumps([b - a, c - b, noalloc()]))
     out = run(code, env=env)
     imp, inst, noalloc = json.loads(out.split("= ")[-1])
     print("config import %d B, Config() %d B (64-bit unix)" % (imp, inst))
-    assert imp < 13000 and inst < 5600  # 4,384 B before OCPP 2.0.1's 16 keys, 5,280 B with them (issue #14)
+    # Their sum is the figure: a new chunk of MicroPython's qstr pool (1.8 KB here) is taken in
+    # one or the other, as the qstrs interned before them (log.py's, say) fill the last one.
+    # 12,672 + 5,536 B at issue #16; Config() alone was 4,384 B before 2.0.1's keys (issue #14).
+    assert imp + inst < 18600
     assert noalloc
 
 

@@ -757,7 +757,7 @@ class Ops:
             time.sleep(0.2)
         srv.stop()
         st = self.statuses(action, mark)
-        if fw.life is not life:
+        if fw.life is not life or life.cut_at is not None:  # killed, or on dead flash: its statuses are ghosts
             self.outcomes["upload: interrupted by another fault"] += 1
             return
         got = [s for s, _, _ in st]

@@ -1,7 +1,8 @@
 # Long-lived tasks that survive their own failures (the seed station's
 # uncaughtException handler, done per task), and the boot-loop guard: boots
 # that end uncleanly soon after they began are counted in flash; past a limit
-# the firmware starts in safe mode without the parts that crashed.
+# the firmware starts in safe mode without the parts that crashed. A boot that
+# ended because the power went is not counted, where the board can tell.
 import asyncio
 import gc
 import time
@@ -85,7 +86,7 @@ def boot_check(st):
     global store, disabled
     store = st
     state = st.load("boots", {})
-    count = state.get("count", 0) + 1
+    count = 1 if _powered_on() else state.get("count", 0) + 1
     crashed = state.get("crashed", [])
     try:
         st.save("boots", {"count": count, "crashed": crashed})
@@ -96,6 +97,18 @@ def boot_check(st):
     disabled = tuple(n for n in crashed if n not in ESSENTIAL) or ("reader", "modem")
     log.error("tasks", "%d boots ended badly in a row: safe mode, without %s" % (count - 1, ", ".join(disabled)))
     return list(disabled)
+
+
+def _powered_on():
+    # True when the board says this boot began with the power coming on (an
+    # ESP32 also after a brown-out): the boot before was cut by the power, not
+    # ended by a fault of its own. Crashes reset by software or the watchdog
+    # still count. The unix port cannot tell (its kills count).
+    try:
+        import machine
+        return machine.reset_cause() == machine.PWRON_RESET
+    except (ImportError, AttributeError):
+        return False
 
 
 async def boot_ok():

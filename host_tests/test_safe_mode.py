@@ -35,3 +35,12 @@ def test_safe_mode_never_leaves_off_the_link_or_the_queue_recovery():
     out = run_mp(ROOT / "host_tests" / "mp" / "tasks_safe_mode.py")
     assert "disabled ['reader']" in out
     assert "link running" in out and "recovery running" in out and "reader left off" in out
+
+
+def test_a_boot_after_a_power_cut_does_not_count_towards_safe_mode():
+    # Five power cuts in a row (a flickering supply while it is installed) must not leave a
+    # station without its card reader; five crashes or watchdog resets still do.
+    out = run_mp(ROOT / "host_tests" / "mp" / "tasks_power_on.py")
+    assert "unix says powered on: False" in out
+    assert "watchdog disabled ['reader'] count 6 crashed ['reader']" in out
+    assert "power disabled [] count 1 crashed ['reader']" in out

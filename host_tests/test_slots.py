@@ -160,6 +160,7 @@ def test_a_good_bundle_boots_as_the_new_version_and_keeps_the_configuration(csms
     conf = csms.run_call("CP001", call.GetConfiguration(key=["MeterValueSampleInterval"]))
     assert conf.configuration_key[0]["value"] == "17"
     reported(csms, "Installed")
+    fw.wait_line(r"the CSMS has the outcome")  # answered: the state is cleared
     fw.stop()
     assert fw.proc.returncode == 0
     assert state(fw.data_dir) == "[('run', 'a')] None"  # reported: the outcome is gone
@@ -259,6 +260,7 @@ def test_a_new_application_that_fails_is_rolled_back(csms, firmware_factory, tmp
     assert boot_versions(csms) == [OLD]
     reported(csms, "InstallationFailed")
     fw.wait_line(r"update: InstallationFailed: version broken-1: %s" % why)
+    fw.wait_line(r"the CSMS has the outcome")  # answered: the state is cleared
     fw.stop()
     assert state(d) == "[] None"
 
@@ -329,6 +331,7 @@ def test_a_confirmed_slot_that_no_longer_imports_gives_way_to_the_built_in_appli
     fw.wait_line(r"accepted this charge point")
     assert boot_versions(csms) == [OLD]
     reported(csms, "Installed")  # once-1 did install and confirm; what runs now is in the BootNotification
+    fw.wait_line(r"the CSMS has the outcome")  # answered: the state is cleared
     fw.stop()
     assert state(d) == "[] None"
 
@@ -384,6 +387,7 @@ def test_an_esp32_image_goes_to_the_next_ota_partition_and_is_confirmed(csms, fi
     fw.wait_line(r"trying version 2.0.0-image \(image\) once")
     fw.wait_line(r"version 2.0.0-image confirmed")
     reported(csms, "Installed")  # before the stop: it queues behind the boot's security events
+    fw.wait_line(r"the CSMS has the outcome")  # answered: the state is cleared
     fw.stop()
     ota = otadata(esp32)
     assert ota["boot"] == "ota_1" and ota["state"] == "valid" and ota["marked"] == 1

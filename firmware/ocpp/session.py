@@ -239,6 +239,7 @@ class Session:
                 security.event("FirmwareUpdated", "version %s installed" % done[1])
             slots.clear_outcome()
             self.station.store.remove("fwsigned")
+            log.info("update", "the CSMS has the outcome: %s, version %s" % done)
 
     def _ready(self, e):
         # The queued message e is about to go; -> False when it was dropped instead.

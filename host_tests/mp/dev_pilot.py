@@ -325,13 +325,18 @@ elif scenario == "alloc":
         p = Pilot(SimPWM(), _Fast(), window_us=w)
         p.offer(16)
         settle(p)
-        gc.collect()
-        gc.disable()
-        a = gc.mem_alloc()
-        p.state()
-        b = gc.mem_alloc()
-        gc.enable()
-        rows.append([w, p.samples, b - a])
+        # five calls, the most reads and the most bytes of them: a host that
+        # preempts one window does not take the long window's reads away
+        reads = spent = 0
+        for _ in range(5):
+            gc.collect()
+            gc.disable()
+            a = gc.mem_alloc()
+            p.state()
+            b = gc.mem_alloc()
+            gc.enable()
+            reads, spent = max(reads, p.samples), max(spent, b - a)
+        rows.append([w, reads, spent])
     out["rows"] = rows
 
 elif scenario == "errors":

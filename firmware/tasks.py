@@ -106,9 +106,10 @@ def _powered_on():
     # still count. The unix port cannot tell (its kills count).
     try:
         import machine
-        return machine.reset_cause() == machine.PWRON_RESET
-    except (ImportError, AttributeError):
+    except ImportError:
         return False
+    cause = getattr(machine, "reset_cause", None)  # (no exception to allocate at boot where it is missing)
+    return cause is not None and cause() == machine.PWRON_RESET
 
 
 async def boot_ok():

@@ -542,7 +542,7 @@ C.set("BytesPerMessageGetReport", %d, False)
     full = report(again, {"requestId": 3, "reportBase": "FullInventory"})[1]  # at the defaults
     whole = [key(d) for p in full for d in p["reportData"]]
     assert [key(d) for d in data] == whole  # the same entries in the same order, only split otherwise
-    most = min(items, 4)  # reports._MOST: never more entries a message (the 96K TLS heap)
+    most = min(items, 2)  # reports._MOST: never more entries a message (the 96K TLS heap)
     # each message is full: the next entry would not have fitted
     for p, t, nxt in zip(payloads, texts, payloads[1:]):
         first = json.dumps(nxt["reportData"][0], separators=(",", ":"))

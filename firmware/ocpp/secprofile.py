@@ -52,9 +52,9 @@ def save(ln):
 
 def kept(ln, p):
     # A05.FR.08: the raised profile connected: from now on no fallback.
-    log.info("link", "security profile %d works: kept" % p)
     ln.trial = None
     save(ln)
+    log.info("link", "security profile %d works: kept" % p)  # (once it is on the flash)
 
 
 def renew(ln):
